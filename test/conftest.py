@@ -1,0 +1,14 @@
+"""Test session setup: isolate every ROS 2 test run from any other on the machine."""
+
+import os
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# A distinct DDS domain per test session, localhost-only discovery: parallel runs
+# (two CI jobs, a developer's shell) never see each other's topics.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(100, 200)))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
