@@ -27,7 +27,7 @@ setup(
     maintainer_email='maintainers@pitch-predictor.dev',
     description='Pitch outcome prediction from Kinect RGB + skeleton (ConvGRU on AlexNet).',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'predictor_node = pitch_predictor.predictor_node:main',
