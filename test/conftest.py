@@ -1,9 +1,9 @@
 """Test session setup: isolate every ROS 2 test run from any other on the machine."""
 
 import os
+from pathlib import Path
 import random
 import sys
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -2,9 +2,8 @@
 # Licensed under the Apache License, Version 2.0 (standard ament_python linter test).
 
 from ament_pep257.main import main
-import pytest
-
 from lint_paths import LINT_PATHS
+import pytest
 
 
 @pytest.mark.linter
