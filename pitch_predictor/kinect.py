@@ -1,4 +1,5 @@
-"""Kinect V2 body joints and the 3x3 target grid: constants shared by every layer.
+"""
+Kinect V2 body joints and the 3x3 target grid: constants shared by every layer.
 
 Joint order is the Kinect SDK's ``JointType`` enumeration. Camera space: metres,
 x to the sensor's left, y up, z away from the sensor.

@@ -1,4 +1,5 @@
-"""Publish Kinect qHD-sized bgr8 images from a separate process (middleware test peer).
+"""
+Publish Kinect qHD-sized bgr8 images from a separate process (middleware test peer).
 
 Usage: image_publisher.py TOPIC COUNT
 Waits until a subscriber has matched (never a fixed sleep), publishes COUNT frames
