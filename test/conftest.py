@@ -12,3 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(100, 200)))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+# One intra-op thread per process: tests start node and publisher processes beside
+# pytest on a 2-core machine, where competing thread pools make small ops much slower.
+os.environ.setdefault('OMP_NUM_THREADS', '1')

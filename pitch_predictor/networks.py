@@ -1,0 +1,520 @@
+"""
+The paper's four networks (Table I), their fusions, and the model registry.
+
+Every RGB network is three named parts:
+
+- ``backbone``: the per-frame layers before the first recurrent layer, ``(N, 3, S, S) ->
+  (N, C, h, w)``: AlexNet layers 1-5 (conv 11x11/4 96, LRN, maxpool, conv 5x5 256, LRN,
+  maxpool, conv 3x3 384) plus layer 6's conv where it is a plain conv (1D/2D-ConvGRU) and
+  layers 6-7 for the GRU baseline. Features can be computed once per frame and cached.
+- the recurrent part (ConvGRU layers 6-7 or the 2-layer GRU) and the fusion,
+- ``head``: dropout, FC, leaky ReLU, dropout, FC, leaky ReLU, FC to 9 classes.
+
+``forward(clips (B, T, 3, S, S)) == forward_features(backbone(frames) as (B, T, C, h, w))``.
+
+Fusions of the last ConvGRU layer's states (bi: forward h_t, backward h^_t):
+
+- ``last_flat``: flatten h_T (bi: (h^_1 + h_T) / 2),
+- ``mean_flat``: flatten the mean over t of h_t (bi: of (h_t + h^_t) / 2),
+- ``last_avg``: global average pool of the last_flat map,
+- ``flat``: late fusion, the head on every step's flattened state, logits averaged.
+"""
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from pitch_predictor.convgru import ConvGRU
+from pitch_predictor.kinect import NUM_BLOCKS
+import torch
+from torch import nn
+
+FUSIONS = ('last_flat', 'mean_flat', 'last_avg', 'flat')
+
+ALEXNET_DEFAULTS: Dict[str, Any] = {
+    'input_size': 224,
+    # conv1, conv2, conv3 (layers 1-5), layer 6, layer 7: the original AlexNet widths.
+    'channels': [96, 256, 384, 384, 256],
+    'fc_sizes': [4096, 4096],
+    'dropout': 0.8,
+    'negative_slope': 0.1,
+    'lrn': True,
+    'fusion': 'last_flat',
+    'gru_kernel_size': 3,
+    'gru_hidden_kernel_size': 1,
+    'per_position_bias': True,
+    'num_classes': NUM_BLOCKS,
+}
+
+# The small configuration for CPU training, CI, the demo and the shipped model (input 112,
+# 6x6 maps). Shared by the four AlexNet-family networks; ``fast_config(name)`` gives the
+# complete fast config of any registered network (peers included).
+FAST_CONFIG: Dict[str, Any] = {
+    'input_size': 112,
+    'channels': [32, 64, 96, 96, 64],
+    'fc_sizes': [256, 256],
+    'dropout': 0.5,
+    # PyTorch's CPU LRN took about two thirds of a fast training step; the paper sizes
+    # keep it.
+    'lrn': False,
+}
+
+
+class NotStreamableError(RuntimeError):
+    """The model cannot run one frame at a time (bi-directional or no recurrent state)."""
+
+
+@dataclass
+class StreamState:
+    """Recurrent state carried between ``step_features`` calls (opaque to callers)."""
+
+    hidden: List[Any]
+    total: Optional[torch.Tensor] = None  # running sum for mean_flat / flat fusions
+    steps: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class PitchNet(nn.Module):
+    """
+    Base class of every registered model: the interface training, evaluation and the node use.
+
+    Attributes: ``name`` and ``config`` (registry name and full build config),
+    ``input_kind`` ('rgb' or 'joints'), ``input_size`` (S of the network input),
+    ``streamable`` (``init_state``/``step_features`` work), ``feature_shape`` (C, h, w).
+    """
+
+    input_kind = 'rgb'
+    streamable = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = ''
+        self.config: Dict[str, Any] = {}
+        self.input_size = 0
+        self.feature_shape: Tuple[int, ...] = ()
+
+    def backbone(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame layers ``(N, 3, S, S) -> (N, C, h, w)``."""
+        raise NotImplementedError
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from backbone features ``(B, T, C, h, w)``."""
+        raise NotImplementedError
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from clips ``(B, T, 3, S, S)``."""
+        if clips.dim() != 5:
+            raise ValueError(f'{self.name}: expected clips (B, T, 3, H, W), got '
+                             f'{tuple(clips.shape)}')
+        batch, steps = clips.shape[:2]
+        feats = self.backbone(clips.flatten(0, 1))
+        return self.forward_features(feats.unflatten(0, (batch, steps)))
+
+    def init_state(self, batch: int, device: Optional[torch.device] = None) -> StreamState:
+        """Return the state before the first frame (streaming models only)."""
+        raise NotStreamableError(f'{self.name} cannot run one frame at a time')
+
+    def step_features(self, feat: torch.Tensor, state: StreamState
+                      ) -> Tuple[torch.Tensor, StreamState]:
+        """Advance by one frame's features ``(B, C, h, w)``; return (logits now, state)."""
+        raise NotStreamableError(f'{self.name} cannot run one frame at a time')
+
+
+def alexnet_map_size(input_size: int) -> int:
+    """Return the side of AlexNet's conv3 map (13 at 224, 6 at 112)."""
+    size = (input_size + 2 * 2 - 11) // 4 + 1  # conv1 11x11, stride 4, padding 2
+    size = (size - 3) // 2 + 1  # maxpool 3/2 (conv2 keeps the size)
+    size = (size - 3) // 2 + 1  # maxpool 3/2 (conv3 keeps the size)
+    if size < 1:
+        raise ValueError(f'input_size {input_size} is too small for the AlexNet layers')
+    return size
+
+
+def alexnet_layers(channels: Sequence[int], extra_convs: int, negative_slope: float,
+                   lrn: bool) -> nn.Sequential:
+    """Return AlexNet layers 1-5 plus ``extra_convs`` 3x3 convs (layers 6, 7)."""
+    c1, c2, c3 = channels[:3]
+
+    def act() -> nn.Module:
+        return nn.LeakyReLU(negative_slope, inplace=True)
+
+    def norm() -> nn.Module:
+        # AlexNet's LRN constants (Krizhevsky et al. 2012).
+        return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
+
+    layers: List[nn.Module] = [
+        nn.Conv2d(3, c1, 11, stride=4, padding=2), act(), norm(),
+        nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(c1, c2, 5, padding=2), act(), norm(),
+        nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(c2, c3, 3, padding=1), act(),
+    ]
+    width = c3
+    for out in channels[3:3 + extra_convs]:
+        layers += [nn.Conv2d(width, out, 3, padding=1), act()]
+        width = out
+    return nn.Sequential(*layers)
+
+
+def classifier_head(in_features: int, fc_sizes: Sequence[int], num_classes: Optional[int],
+                    dropout: float, negative_slope: float) -> nn.Sequential:
+    """Return dropout -> FC -> leaky ReLU per FC size, then FC to ``num_classes`` (if any)."""
+    layers: List[nn.Module] = []
+    width = in_features
+    for size in fc_sizes:
+        layers += [nn.Dropout(dropout), nn.Linear(width, size),
+                   nn.LeakyReLU(negative_slope, inplace=True)]
+        width = size
+    if num_classes is not None:
+        layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+class ConvGRUAlexNet(PitchNet):
+    """
+    AlexNet layers 1-5, a conv or ConvGRU layer 6, a ConvGRU layer 7, fusion, FC head.
+
+    ``recurrent``: (hidden channels, bi-directional) per ConvGRU layer; the layers before
+    them (up to layer 6) are per-frame convs in the backbone.
+    """
+
+    def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
+                 dropout: float, negative_slope: float, lrn: bool, fusion: str,
+                 gru_kernel_size: int, gru_hidden_kernel_size: int, per_position_bias: bool,
+                 num_classes: int, recurrent_layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f'unknown fusion {fusion!r}; choose one of {FUSIONS}')
+        if len(channels) != 5:
+            raise ValueError(f'channels needs 5 widths (conv1-3, layers 6-7), got {channels}')
+        self.fusion = fusion
+        self.input_size = int(input_size)
+        size = alexnet_map_size(self.input_size)
+        per_frame = 5 - recurrent_layers  # conv layers 1-3 plus plain layer-6 conv
+        self.features = alexnet_layers(channels, per_frame - 3, negative_slope, lrn)
+        width = channels[per_frame - 1]
+        self.feature_shape = (width, size, size)
+        self.recurrent = nn.ModuleList()
+        for hidden in channels[per_frame:]:
+            self.recurrent.append(ConvGRU(
+                width, hidden, gru_kernel_size, gru_hidden_kernel_size,
+                bidirectional=bidirectional,
+                spatial_size=(size, size) if per_position_bias else None))
+            width = hidden
+        self.streamable = not bidirectional
+        head_inputs = width if fusion == 'last_avg' else width * size * size
+        self.head = classifier_head(head_inputs, fc_sizes, num_classes, dropout,
+                                    negative_slope)
+
+    def backbone(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame layers ``(N, 3, S, S) -> (N, C, h, w)``."""
+        return self.features(frames)
+
+    def _fuse_vector(self, last: torch.Tensor) -> torch.Tensor:
+        if self.fusion == 'last_avg':
+            return last.mean(dim=(-2, -1))
+        return last.flatten(1)
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from backbone features ``(B, T, C, h, w)``."""
+        x = feats
+        for layer in self.recurrent[:-1]:
+            x = layer(x)
+        forward_states, backward_states = self.recurrent[-1].directions(x)
+        if self.fusion in ('last_flat', 'last_avg'):
+            last = forward_states[:, -1]
+            if backward_states is not None:
+                # The backward direction has seen the whole clip at t = 1.
+                last = (last + backward_states[:, 0]) / 2.0
+            return self.head(self._fuse_vector(last))
+        states = forward_states
+        if backward_states is not None:
+            states = (forward_states + backward_states) / 2.0
+        # Step by step, summed in time order as step_features does: streaming then gives
+        # bit-identical results.
+        steps = states.shape[1]
+        if self.fusion == 'mean_flat':
+            total = states[:, 0]
+            for t in range(1, steps):
+                total = total + states[:, t]
+            return self.head((total / steps).flatten(1))
+        total = self.head(states[:, 0].flatten(1))
+        for t in range(1, steps):
+            total = total + self.head(states[:, t].flatten(1))
+        return total / steps
+
+    def init_state(self, batch: int, device: Optional[torch.device] = None) -> StreamState:
+        """Return the zero state before the first frame (forward-only models)."""
+        if not self.streamable:
+            raise NotStreamableError(f'{self.name or "this model"} is bi-directional: it needs '
+                                     'the whole clip and cannot run one frame at a time')
+        size = self.feature_shape[1]
+        return StreamState(hidden=[layer.initial_state(batch, size, size, device)
+                                   for layer in self.recurrent])
+
+    def step_features(self, feat: torch.Tensor, state: StreamState
+                      ) -> Tuple[torch.Tensor, StreamState]:
+        """
+        Advance by one frame's backbone features ``(B, C, h, w)``.
+
+        Returns (logits for the frames seen so far, new state); after T steps the logits
+        equal ``forward_features`` of those T frames.
+        """
+        if not self.streamable:
+            raise NotStreamableError(f'{self.name or "this model"} is bi-directional')
+        x = feat
+        hidden = []
+        for layer, previous in zip(self.recurrent, state.hidden):
+            x = layer.step(x, previous)
+            hidden.append(x)
+        steps = state.steps + 1
+        if self.fusion in ('last_flat', 'last_avg'):
+            return self.head(self._fuse_vector(x)), StreamState(hidden, None, steps)
+        if self.fusion == 'mean_flat':
+            total = x if state.total is None else state.total + x
+            return self.head((total / steps).flatten(1)), StreamState(hidden, total, steps)
+        logits = self.head(x.flatten(1))
+        total = logits if state.total is None else state.total + logits
+        return total / steps, StreamState(hidden, total, steps)
+
+
+class GRUAlexNet(PitchNet):
+    """
+    The GRU AlexNet baseline: AlexNet convs 1-7 and FC 9-10 per frame, a 2-layer GRU.
+
+    Fusion ``flat`` (the paper's): the output layer on every step's GRU output, logits
+    averaged over time; ``last_flat``: on the last step; ``mean_flat``: on the mean output.
+    """
+
+    streamable = True
+
+    def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
+                 dropout: float, negative_slope: float, lrn: bool, fusion: str,
+                 gru_hidden: int, gru_layers: int, num_classes: int) -> None:
+        super().__init__()
+        if fusion not in ('flat', 'last_flat', 'mean_flat'):
+            raise ValueError(f'gru_alexnet fusion must be flat, last_flat or mean_flat, got '
+                             f'{fusion!r} (there is no map to average pool)')
+        if len(channels) != 5:
+            raise ValueError(f'channels needs 5 widths (conv1-3, layers 6-7), got {channels}')
+        self.fusion = fusion
+        self.input_size = int(input_size)
+        size = alexnet_map_size(self.input_size)
+        self.features = alexnet_layers(channels, 2, negative_slope, lrn)
+        self.feature_shape = (channels[4], size, size)
+        self.frame_fc = classifier_head(channels[4] * size * size, fc_sizes, None, dropout,
+                                        negative_slope)
+        self.gru = nn.GRU(fc_sizes[-1], gru_hidden, num_layers=gru_layers, batch_first=True)
+        self.output = nn.Linear(gru_hidden, num_classes)
+
+    def backbone(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame conv layers 1-7 ``(N, 3, S, S) -> (N, C, h, w)``."""
+        return self.features(frames)
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from backbone features ``(B, T, C, h, w)``."""
+        batch, steps = feats.shape[:2]
+        vectors = self.frame_fc(feats.flatten(2).flatten(0, 1)).unflatten(0, (batch, steps))
+        outputs, _ = self.gru(vectors)
+        if self.fusion == 'last_flat':
+            return self.output(outputs[:, -1])
+        if self.fusion == 'mean_flat':
+            return self.output(outputs.mean(dim=1))
+        return self.output(outputs).mean(dim=1)
+
+    def init_state(self, batch: int, device: Optional[torch.device] = None) -> StreamState:
+        """Return the zero GRU state before the first frame."""
+        hidden = torch.zeros(self.gru.num_layers, batch, self.gru.hidden_size, device=device)
+        return StreamState(hidden=[hidden])
+
+    def step_features(self, feat: torch.Tensor, state: StreamState
+                      ) -> Tuple[torch.Tensor, StreamState]:
+        """Advance by one frame's features ``(B, C, h, w)``; return (logits now, state)."""
+        vector = self.frame_fc(feat.flatten(1)).unsqueeze(1)
+        output, hidden = self.gru(vector, state.hidden[0])
+        output = output[:, 0]
+        steps = state.steps + 1
+        if self.fusion == 'last_flat':
+            return self.output(output), StreamState([hidden], None, steps)
+        if self.fusion == 'mean_flat':
+            total = output if state.total is None else state.total + output
+            return self.output(total / steps), StreamState([hidden], total, steps)
+        logits = self.output(output)
+        total = logits if state.total is None else state.total + logits
+        return total / steps, StreamState([hidden], total, steps)
+
+
+def _ungroup(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Turn a grouped conv weight (the original 2-GPU AlexNet) into a dense one."""
+    groups = in_channels // weight.shape[1]
+    out_per_group = weight.shape[0] // groups
+    dense = weight.new_zeros(weight.shape[0], in_channels, *weight.shape[2:])
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        cols = slice(g * weight.shape[1], (g + 1) * weight.shape[1])
+        dense[rows, cols] = weight[rows]
+    return dense
+
+
+def load_imagenet_alexnet(model: nn.Module, path: str) -> List[str]:
+    """
+    Copy ImageNet AlexNet conv weights from a local file into ``model``'s per-frame convs.
+
+    ``path``: a ``torch.save``d state dict (or a dict holding one under 'state_dict') with
+    torchvision's AlexNet names ``features.{0,3,6,8,10}.weight/bias``. Its convs are copied
+    in order into the model's backbone convs (layers 1-5, and 6-7 where they are plain
+    convs); grouped weights (the original two-GPU AlexNet) are expanded to dense ones.
+    The widths must match: torchvision's file has 64/192/384/256/256 channels, so use
+    ``channels=[64, 192, 384, 256, 256]`` with it. Nothing is downloaded; loading uses
+    ``weights_only=True``. Returns the names of the filled model parameters.
+    """
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
+    sources = [key[:-len('.weight')] for key in sorted(
+        (k for k in state if k.startswith('features.') and k.endswith('.weight')
+         and state[k].dim() == 4), key=lambda k: int(k.split('.')[1]))]
+    features = getattr(model, 'features', None)
+    if not sources or features is None:
+        raise ValueError(f'{path}: no AlexNet conv weights (features.N.weight) found, or '
+                         f'the model has no per-frame AlexNet layers')
+    convs = [(n, m) for n, m in features.named_modules() if isinstance(m, nn.Conv2d)]
+    loaded = []
+    with torch.no_grad():
+        for (name, conv), source in zip(convs, sources):
+            weight = state[source + '.weight']
+            if weight.shape[1] != conv.in_channels and conv.in_channels % weight.shape[1] == 0:
+                weight = _ungroup(weight, conv.in_channels)
+            if weight.shape != conv.weight.shape:
+                raise ValueError(
+                    f'{path}: {source}.weight has shape {tuple(weight.shape)}, in the model '
+                    f'features.{name}.weight is {tuple(conv.weight.shape)}; build the model '
+                    'with the channel widths of the file')
+            conv.weight.copy_(weight)
+            loaded.append(f'features.{name}.weight')
+            bias = state.get(source + '.bias')
+            if bias is not None and conv.bias is not None:
+                conv.bias.copy_(bias)
+                loaded.append(f'features.{name}.bias')
+    return loaded
+
+
+# ---------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered network: its builder, default config and fast-variant overrides."""
+
+    name: str
+    builder: Callable[..., PitchNet]
+    defaults: Dict[str, Any]
+    fast: Dict[str, Any]
+
+
+_REGISTRY: Dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, defaults: Dict[str, Any],
+                   fast: Optional[Dict[str, Any]] = None) -> Callable:
+    """
+    Register ``builder(**config) -> PitchNet`` under ``name`` (use as a decorator).
+
+    ``defaults`` lists every config key the builder takes; ``fast`` overrides some of them
+    for the small CPU variant (see :func:`fast_config`).
+    """
+    def decorate(builder: Callable[..., PitchNet]) -> Callable[..., PitchNet]:
+        unknown = sorted(set(fast or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f'{name}: fast config keys {unknown} are not in its defaults')
+        _REGISTRY[name] = ModelSpec(name, builder, copy.deepcopy(defaults),
+                                    copy.deepcopy(fast or {}))
+        return builder
+
+    return decorate
+
+
+def _load_peers() -> None:
+    # peers.py registers itself on import; it imports this module, so import it lazily.
+    from pitch_predictor import peers  # noqa: F401
+
+
+def _spec(name: str) -> ModelSpec:
+    _load_peers()
+    if name not in _REGISTRY:
+        raise KeyError(f'unknown model {name!r}; registered: {list_models()}')
+    return _REGISTRY[name]
+
+
+def list_models() -> List[str]:
+    """Return the registered model names, sorted."""
+    _load_peers()
+    return sorted(_REGISTRY)
+
+
+def model_config_defaults(name: str) -> Dict[str, Any]:
+    """Return a copy of the full default (paper-size) config of ``name``."""
+    return copy.deepcopy(_spec(name).defaults)
+
+
+def fast_config(name: str) -> Dict[str, Any]:
+    """Return the full config of the small, fast variant of ``name`` (input 112)."""
+    spec = _spec(name)
+    config = copy.deepcopy(spec.defaults)
+    config.update(copy.deepcopy(spec.fast))
+    return config
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def build_model(name: str, **config: Any) -> PitchNet:
+    """
+    Build registered model ``name`` with ``config`` overriding its defaults.
+
+    Unknown names raise ``KeyError``, unknown config keys ``TypeError``. The model's
+    ``name`` and ``config`` (the full config, tuples as lists) are set for checkpoints.
+    """
+    spec = _spec(name)
+    unknown = sorted(set(config) - set(spec.defaults))
+    if unknown:
+        raise TypeError(f'{name}: unknown config keys {unknown}; it takes '
+                        f'{sorted(spec.defaults)}')
+    full = copy.deepcopy(spec.defaults)
+    full.update({key: _plain(value) for key, value in config.items()})
+    model = spec.builder(**full)
+    model.name = name
+    model.config = full
+    return model
+
+
+_CONVGRU_KEYS = dict(ALEXNET_DEFAULTS)
+
+
+@register_model('convgru1d_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
+def convgru1d_alexnet(**config: Any) -> PitchNet:
+    """Table I 1D-ConvGRU AlexNet: conv layer 6, forward ConvGRU layer 7 (streamable)."""
+    return ConvGRUAlexNet(recurrent_layers=1, bidirectional=False, **config)
+
+
+@register_model('convgru2d_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
+def convgru2d_alexnet(**config: Any) -> PitchNet:
+    """Table I 2D-ConvGRU AlexNet: conv layer 6, bi-directional ConvGRU layer 7."""
+    return ConvGRUAlexNet(recurrent_layers=1, bidirectional=True, **config)
+
+
+@register_model('convgru2d2_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
+def convgru2d2_alexnet(**config: Any) -> PitchNet:
+    """Table I 2D-2ConvGRU AlexNet: bi-directional ConvGRU layers 6 and 7."""
+    return ConvGRUAlexNet(recurrent_layers=2, bidirectional=True, **config)
+
+
+_GRU_KEYS = {key: value for key, value in ALEXNET_DEFAULTS.items()
+             if not key.startswith('gru_') and key != 'per_position_bias'}
+_GRU_KEYS.update(fusion='flat', gru_hidden=1024, gru_layers=2)
+
+
+@register_model('gru_alexnet', defaults=_GRU_KEYS, fast={**FAST_CONFIG, 'gru_hidden': 128})
+def gru_alexnet(**config: Any) -> PitchNet:
+    """Table I GRU AlexNet: per-frame AlexNet + FC 4096 x2, 2-layer GRU 1024, flat fusion."""
+    return GRUAlexNet(**config)

@@ -1,0 +1,284 @@
+"""
+Image geometry and the paper's train/test preprocessing (Section IV-B): one source of truth.
+
+Three stages, each one function used by every caller:
+
+1. :func:`crop_frames` (numpy, cv2): camera frame -> resize to ``frame_height`` keeping the
+   aspect ratio -> centre crop ``crop_size`` x ``crop_size`` -> resize to ``stored_size``.
+   The cache builder stores its output, and the node runs it on every arriving frame.
+2. :func:`test_transform` (torch): stored crops -> resize to ``output_size`` -> [0, 1] ->
+   ImageNet normalisation. Used by evaluation, training's eval loop and the node.
+3. :func:`train_transform` (torch, batched, GPU-friendly): per clip one random crop of
+   ``round(S * train_crop_fraction)`` pixels, resize to ``output_size``, colour jitter
+   (brightness, contrast, saturation, hue, applied in that order), normalisation.
+   Every frame of a clip gets the same crop and jitter parameters.
+
+Paper geometry: 240x240 centre crop, random 235x235 crop, 224x224 network input. The fast
+configuration stores the 240 crop at 120x120 and feeds 112x112 to the network.
+"""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
+_LUMA = (0.2989, 0.587, 0.114)
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+class PreprocessError(ValueError):
+    """A frame or clip has the wrong shape, dtype or size for the preprocessing."""
+
+
+@dataclass
+class PreprocessConfig:
+    """
+    Geometry and augmentation settings; serialisable with ``dataclasses.asdict``.
+
+    ``frame_height``: camera frames are first resized to this height (aspect kept).
+    ``crop_size``: side of the centre crop at that height (the paper's 240).
+    ``stored_size``: side the crop is stored at (cache, node buffer).
+    ``output_size``: side of the network input.
+    ``train_crop_fraction``: random crop side / stored side during training (235/240).
+    ``jitter``: (brightness, contrast, saturation, hue) ranges as torchvision ColorJitter.
+    ``mean``, ``std``: per-channel normalisation of [0, 1] RGB.
+    """
+
+    frame_height: int = 240
+    crop_size: int = 240
+    stored_size: int = 240
+    output_size: int = 224
+    train_crop_fraction: float = 235.0 / 240.0
+    jitter: Tuple[float, float, float, float] = (0.5, 0.5, 0.5, 0.1)
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        """Normalise sequences to tuples and check the values are usable."""
+        self.jitter = tuple(float(v) for v in self.jitter)
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        for name in ('frame_height', 'crop_size', 'stored_size', 'output_size'):
+            if int(getattr(self, name)) <= 0:
+                raise PreprocessError(f'PreprocessConfig.{name} must be > 0')
+        if self.crop_size > self.frame_height:
+            raise PreprocessError(
+                f'PreprocessConfig.crop_size ({self.crop_size}) exceeds frame_height '
+                f'({self.frame_height})')
+        if not 0.0 < self.train_crop_fraction <= 1.0:
+            raise PreprocessError('PreprocessConfig.train_crop_fraction must be in (0, 1]')
+        if len(self.jitter) != 4 or len(self.mean) != 3 or len(self.std) != 3:
+            raise PreprocessError('PreprocessConfig: jitter needs 4 values, mean/std 3 each')
+
+    def to_dict(self) -> dict:
+        """Return a plain dict (lists, numbers) for checkpoints, JSON and YAML."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> 'PreprocessConfig':
+        """Build from a dict as written by :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PreprocessError(f'unknown PreprocessConfig fields: {unknown}')
+        return cls(**dict(values))
+
+
+def paper_preprocess() -> PreprocessConfig:
+    """Return the paper's geometry: 240 centre crop stored at 240, 224 network input."""
+    return PreprocessConfig(stored_size=240, output_size=224)
+
+
+def fast_preprocess() -> PreprocessConfig:
+    """Return the fast geometry: the same 240 crop stored at 120, 112 network input."""
+    return PreprocessConfig(stored_size=120, output_size=112)
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    # INTER_AREA averages source pixels when shrinking (no aliasing); it is blocky when
+    # enlarging, where INTER_LINEAR is the better choice.
+    shrinking = width <= image.shape[1] and height <= image.shape[0]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def crop_frames(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """
+    Crop camera frames to the stored square crops.
+
+    ``frames``: RGB uint8 ``(N, H, W, 3)`` or a single ``(H, W, 3)`` frame, any size.
+    Returns uint8 ``(N, stored_size, stored_size, 3)`` (N = 1 for a single frame): each
+    frame resized to ``frame_height`` (aspect kept), centre cropped to ``crop_size``,
+    resized to ``stored_size`` with ``cv2.INTER_AREA``.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise PreprocessError(
+            f'crop_frames expects RGB frames (N, H, W, 3) or (H, W, 3), got {frames.shape}')
+    if frames.dtype != np.uint8:
+        raise PreprocessError(f'crop_frames expects uint8 frames, got {frames.dtype}')
+    n, height, width = frames.shape[:3]
+    if height == 0 or width == 0:
+        raise PreprocessError(f'crop_frames got an empty frame of shape {frames.shape[1:]}')
+    scaled_width = int(round(width * cfg.frame_height / height))
+    if scaled_width < cfg.crop_size:
+        raise PreprocessError(
+            f'frame {width}x{height} is too narrow: {scaled_width} px wide at height '
+            f'{cfg.frame_height}, the centre crop needs {cfg.crop_size}')
+    x0 = (scaled_width - cfg.crop_size) // 2
+    y0 = (cfg.frame_height - cfg.crop_size) // 2
+    out = np.empty((n, cfg.stored_size, cfg.stored_size, 3), dtype=np.uint8)
+    for i in range(n):
+        frame = frames[i]
+        if height != cfg.frame_height:
+            frame = _resize(frame, scaled_width, cfg.frame_height)
+        crop = frame[y0:y0 + cfg.crop_size, x0:x0 + cfg.crop_size]
+        if cfg.crop_size != cfg.stored_size:
+            crop = _resize(np.ascontiguousarray(crop), cfg.stored_size, cfg.stored_size)
+        out[i] = crop
+    return out
+
+
+def _as_uint8_tensor(images: ArrayLike, name: str, min_dims: int) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(
+        images, np.ndarray) else images
+    if not isinstance(tensor, torch.Tensor):
+        raise PreprocessError(f'{name} expects a numpy array or torch tensor, got '
+                              f'{type(images).__name__}')
+    if tensor.dtype != torch.uint8:
+        raise PreprocessError(f'{name} expects uint8 images, got {tensor.dtype}')
+    if tensor.dim() < min_dims or tensor.shape[-1] != 3 or tensor.shape[-2] != tensor.shape[-3]:
+        raise PreprocessError(
+            f'{name} expects square RGB crops (..., S, S, 3), got {tuple(tensor.shape)}')
+    return tensor
+
+
+def _normalise(images: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    mean = torch.tensor(cfg.mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    return (images - mean) / std
+
+
+def _resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize float ``(N, 3, s, s)`` images to ``size`` (bilinear, antialiased)."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode='bilinear', align_corners=False,
+                         antialias=True)
+
+
+def test_transform(crops: ArrayLike, cfg: PreprocessConfig,
+                   device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
+    """
+    Turn stored crops into network input: the paper's test preprocessing.
+
+    ``crops``: uint8 ``(..., S, S, 3)`` numpy array or tensor (S is read from the input).
+    Returns float32 ``(..., 3, output_size, output_size)`` on ``device`` (default: the
+    tensor's device, CPU for numpy): bilinear antialiased resize, scale to [0, 1],
+    ImageNet normalisation.
+    """
+    tensor = _as_uint8_tensor(crops, 'test_transform', 3)
+    if device is not None:
+        tensor = tensor.to(device)
+    lead = tensor.shape[:-3]
+    size = tensor.shape[-2]
+    images = tensor.reshape(-1, size, size, 3).permute(0, 3, 1, 2).float().div_(255.0)
+    images = _normalise(_resize_square(images, cfg.output_size), cfg)
+    return images.reshape(*lead, 3, cfg.output_size, cfg.output_size).contiguous()
+
+
+test_transform.__test__ = False  # a preprocessing function, not a pytest test
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(-3)
+    maxc = images.amax(dim=-3)
+    minc = images.amin(dim=-3)
+    flat = maxc == minc
+    chroma = maxc - minc
+    ones = torch.ones_like(maxc)
+    saturation = chroma / torch.where(flat, ones, maxc)
+    divisor = torch.where(flat, ones, chroma)
+    rc = (maxc - r) / divisor
+    gc = (maxc - g) / divisor
+    bc = (maxc - b) / divisor
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    is_b = ~is_r & ~is_g
+    hue = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
+    hue = torch.fmod(hue / 6.0 + 1.0, 1.0)
+    return torch.stack((hue, saturation, maxc), dim=-3)
+
+
+def _hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    # Closed form: channel n in (5, 3, 1) for (r, g, b) is
+    # v - v * s * clamp(min(k, 4 - k), 0, 1) with k = (n + 6 h) mod 6; elementwise only.
+    h, s, v = (c.unsqueeze(-3) for c in images.unbind(-3))
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=images.dtype, device=images.device)
+    k = torch.remainder(n.view(3, 1, 1) + 6.0 * h, 6.0)
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+
+
+def _color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Jitter ``(B, T, 3, H, W)`` in [0, 1] with per-clip ``factors`` ``(B, 4)``."""
+    def per_clip(column: int) -> torch.Tensor:
+        return factors[:, column].view(-1, 1, 1, 1, 1)
+
+    images = (images * per_clip(0)).clamp(0.0, 1.0)
+    mean = _grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
+    images = (per_clip(1) * images + (1.0 - per_clip(1)) * mean).clamp(0.0, 1.0)
+    gray = _grayscale(images)
+    images = (per_clip(2) * images + (1.0 - per_clip(2)) * gray).clamp(0.0, 1.0)
+    hsv = _rgb_to_hsv(images)
+    hue = torch.remainder(hsv[:, :, 0] + factors[:, 3].view(-1, 1, 1, 1), 1.0)
+    return _hsv_to_rgb(torch.stack((hue, hsv[:, :, 1], hsv[:, :, 2]), dim=2))
+
+
+def train_transform(clips: ArrayLike, cfg: PreprocessConfig,
+                    generator: torch.Generator) -> torch.Tensor:
+    """
+    Augment a batch of clips as in the paper's training (Section IV-B).
+
+    ``clips``: uint8 ``(B, T, S, S, 3)`` tensor (or numpy array), on any device.
+    ``generator``: a CPU ``torch.Generator``; all random draws come from it, so a seeded
+    generator gives the same output. Per clip (shared by its T frames): a random crop of
+    ``round(S * train_crop_fraction)`` pixels, bilinear antialiased resize to
+    ``output_size``, brightness/contrast/saturation factors uniform in ``[1 - j, 1 + j]``
+    (clipped at 0) and a hue shift uniform in ``[-j_hue, j_hue]``, then normalisation.
+    Returns float32 ``(B, T, 3, output_size, output_size)``.
+    """
+    tensor = _as_uint8_tensor(clips, 'train_transform', 5)
+    if tensor.dim() != 5:
+        raise PreprocessError(
+            f'train_transform expects clips (B, T, S, S, 3), got {tuple(tensor.shape)}')
+    batch, steps, size = tensor.shape[0], tensor.shape[1], tensor.shape[2]
+    crop = max(1, min(size, int(round(size * cfg.train_crop_fraction))))
+    offsets = torch.randint(0, size - crop + 1, (batch, 2), generator=generator).tolist()
+    brightness, contrast, saturation, hue = cfg.jitter
+    low = torch.tensor([max(0.0, 1.0 - brightness), max(0.0, 1.0 - contrast),
+                        max(0.0, 1.0 - saturation), -hue])
+    high = torch.tensor([1.0 + brightness, 1.0 + contrast, 1.0 + saturation, hue])
+    factors = low + (high - low) * torch.rand((batch, 4), generator=generator)
+
+    cropped = torch.stack([tensor[b, :, y:y + crop, x:x + crop]
+                           for b, (y, x) in enumerate(offsets)])
+    images = cropped.reshape(batch * steps, crop, crop, 3).permute(0, 3, 1, 2)
+    images = _resize_square(images.float().div_(255.0), cfg.output_size)
+    images = images.clamp_(0.0, 1.0).reshape(batch, steps, 3, cfg.output_size,
+                                             cfg.output_size)
+    images = _color_jitter(images, factors.to(images.device))
+    return _normalise(images, cfg).contiguous()

@@ -1,0 +1,137 @@
+"""Checkpoint files: round trip, and every way a file can be wrong."""
+
+from pitch_predictor.checkpoint import (
+    build_model_from_checkpoint, CheckpointError, load_checkpoint, save_checkpoint)
+from pitch_predictor.networks import build_model, fast_config
+from pitch_predictor.preprocessing import fast_preprocess
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def saved_model(path, name='convgru1d_alexnet', **meta):
+    torch.manual_seed(0)
+    config = fast_config(name)
+    model = build_model(name, **config)
+    save_checkpoint(path, model, model_name=name, model_config=model.config,
+                    preprocess=fast_preprocess(), sampling_method=5, meta=meta or None)
+    return model
+
+
+def rewrite(path, **changes):
+    payload = torch.load(path, weights_only=True)
+    payload.update(changes)
+    torch.save(payload, path)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / 'model.pt'
+    model = saved_model(path, epoch=7, accuracy=0.75, history=[(1, 0.5)])
+    assert not list(tmp_path.glob('*.tmp'))
+    ckpt = load_checkpoint(path)
+    assert ckpt.model_name == 'convgru1d_alexnet'
+    assert ckpt.model_config == fast_config('convgru1d_alexnet')
+    assert ckpt.preprocess == fast_preprocess()
+    assert ckpt.sampling_method == 5
+    assert ckpt.class_names == [f'block{b}' for b in range(1, 10)]
+    assert ckpt.block_grid == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert ckpt.format_version == 1
+    assert ckpt.meta == {'epoch': 7, 'accuracy': 0.75, 'history': [[1, 0.5]]}
+    loaded = build_model_from_checkpoint(ckpt, 'cpu')
+    assert not loaded.training
+    clips = torch.randn(1, 3, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clips), model.eval()(clips), atol=0, rtol=0)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match='nope.pt: no such file'):
+        load_checkpoint(tmp_path / 'nope.pt')
+
+
+def test_corrupt_and_truncated_files(tmp_path):
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'\x00not a checkpoint at all' * 10)
+    with pytest.raises(CheckpointError, match='junk.pt: corrupt'):
+        load_checkpoint(junk)
+    good = tmp_path / 'good.pt'
+    saved_model(good)
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match='cut.pt'):
+        load_checkpoint(cut)
+
+
+def test_other_torch_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'weights.pt'
+    torch.save({'state_dict': {}}, path)
+    with pytest.raises(CheckpointError, match='not a pitch_predictor.checkpoint'):
+        load_checkpoint(path)
+
+
+def test_version_mismatch(tmp_path):
+    path = tmp_path / 'old.pt'
+    saved_model(path)
+    rewrite(path, format_version=99)
+    with pytest.raises(CheckpointError, match='old.pt: format version 99'):
+        load_checkpoint(path)
+
+
+def test_config_mismatch(tmp_path):
+    path = tmp_path / 'model.pt'
+    saved_model(path)
+    config = fast_config('convgru1d_alexnet')
+    config['channels'] = [32, 64, 96, 96, 80]
+    rewrite(path, model_config=config)
+    with pytest.raises(CheckpointError, match='model.pt: weights do not match'):
+        build_model_from_checkpoint(load_checkpoint(path))
+    rewrite(path, model_config={**config, 'colour': True})
+    with pytest.raises(CheckpointError, match='unknown config keys'):
+        build_model_from_checkpoint(load_checkpoint(path))
+    rewrite(path, model_name='alexnet9000')
+    with pytest.raises(CheckpointError, match='cannot build model'):
+        build_model_from_checkpoint(load_checkpoint(path))
+
+
+def test_class_names_mismatch(tmp_path):
+    path = tmp_path / 'model.pt'
+    saved_model(path)
+    rewrite(path, class_names=['left', 'right'])
+    with pytest.raises(CheckpointError, match='class names'):
+        load_checkpoint(path)
+
+
+class WouldRunCode:
+    """Unpickling this calls ``open(marker, 'w')``: code execution from a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / 'evil.pt'
+    marker = tmp_path / 'code_ran'
+    saved_model(path)
+    payload = torch.load(path, weights_only=True)
+    payload['meta'] = {'payload': WouldRunCode(marker)}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match='evil.pt: refused'):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_meta_must_be_plain_data(tmp_path):
+    with pytest.raises(CheckpointError, match='meta.bad'):
+        saved_model(tmp_path / 'model.pt', bad=object())
+    assert not (tmp_path / 'model.pt').exists()

@@ -1,0 +1,273 @@
+"""The Table I networks, their fusions, streaming, the peers and the registry."""
+
+import json
+
+from pitch_predictor.networks import (
+    build_model, FAST_CONFIG, fast_config, FUSIONS, list_models, model_config_defaults,
+    NotStreamableError)
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.models.video as video
+
+ALEXNETS = ['gru_alexnet', 'convgru1d_alexnet', 'convgru2d_alexnet', 'convgru2d2_alexnet']
+CONVGRUS = ALEXNETS[1:]
+VIDEO_PEERS = ['r3d_18', 'mc3_18', 'r2plus1d_18']
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(name, **overrides):
+    """Fast variant with few frames' worth of cost; dropout off for exact comparisons."""
+    config = fast_config(name)
+    config.update(overrides)
+    return build_model(name, **config)
+
+
+def test_registry_lists_every_network():
+    assert set(list_models()) == set(ALEXNETS + VIDEO_PEERS + ['skeleton_gru'])
+
+
+def test_registry_errors_and_copies():
+    with pytest.raises(KeyError, match='unknown model'):
+        build_model('alexnet')
+    with pytest.raises(TypeError, match='unknown config keys'):
+        build_model('convgru2d_alexnet', widths=[1, 2])
+    with pytest.raises(ValueError, match='fusion'):
+        build_model('convgru2d_alexnet', fusion='max')
+    defaults = model_config_defaults('convgru2d_alexnet')
+    defaults['channels'][0] = 1
+    assert model_config_defaults('convgru2d_alexnet')['channels'][0] == 96
+
+
+@pytest.mark.parametrize('name', ALEXNETS)
+def test_paper_size_network(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    assert model.config == model_config_defaults(name)
+    assert model.config['channels'] == [96, 256, 384, 384, 256]
+    json.dumps(model.config)  # plain data, storable in a checkpoint
+    with torch.no_grad():
+        logits = model(torch.randn(1, 10, 3, 224, 224))
+    assert logits.shape == (1, 9) and torch.isfinite(logits).all()
+    # 256 x 13 x 13 = 43,264 inputs to the first FC layer.
+    first_fc = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert first_fc.in_features == 43264
+    assert first_fc.out_features == 4096
+    lrn = [m for m in model.modules() if isinstance(m, torch.nn.LocalResponseNorm)]
+    assert len(lrn) == 2
+    slopes = {m.negative_slope for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.1}
+    dropouts = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert dropouts == {0.8}
+
+
+def test_paper_size_backbone_shapes():
+    expected = {'gru_alexnet': (256, 13, 13), 'convgru1d_alexnet': (384, 13, 13),
+                'convgru2d_alexnet': (384, 13, 13), 'convgru2d2_alexnet': (384, 13, 13)}
+    frames = torch.randn(2, 3, 224, 224)
+    for name, shape in expected.items():
+        model = build_model(name, fc_sizes=[8, 8], gru_hidden=8) if name == 'gru_alexnet' \
+            else build_model(name, fc_sizes=[8, 8])
+        assert model.feature_shape == shape
+        with torch.no_grad():
+            assert model.backbone(frames).shape == (2,) + shape
+
+
+@pytest.mark.parametrize('name', VIDEO_PEERS)
+def test_video_peers_are_torchvisions_networks(name):
+    model = build_model(name).eval()
+    reference = getattr(video, name)(weights=None, num_classes=9)
+    ours = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    theirs = [(k, tuple(v.shape)) for k, v in reference.state_dict().items()]
+    assert ours == theirs
+    model.load_state_dict(reference.state_dict())
+    reference.eval()
+    clip = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), reference(clip.transpose(1, 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', VIDEO_PEERS)
+def test_video_peers_at_paper_size(name):
+    with torch.no_grad():
+        assert build_model(name).eval()(torch.randn(1, 10, 3, 224, 224)).shape == (1, 9)
+
+
+def test_skeleton_gru():
+    torch.manual_seed(0)
+    model = build_model('skeleton_gru').eval()
+    assert model.input_kind == 'joints'
+    joints = torch.randn(2, 10, 25, 3)
+    with torch.no_grad():
+        logits = model(joints)
+        shifted = model(joints + torch.tensor([0.3, -0.1, 1.2]))
+        joints[0, 3, 7] = float('nan')
+        with_gap = model(joints)
+    assert logits.shape == (2, 9)
+    torch.testing.assert_close(logits, shifted, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(with_gap).all()
+
+
+@pytest.mark.parametrize('name', CONVGRUS)
+@pytest.mark.parametrize('fusion', FUSIONS)
+def test_fusions_and_feature_path(name, fusion):
+    torch.manual_seed(0)
+    model = small(name, fusion=fusion).eval()
+    clips = torch.randn(2, 4, 3, 112, 112)
+    with torch.no_grad():
+        logits = model(clips)
+        feats = model.backbone(clips.flatten(0, 1))
+        assert feats.shape == (8,) + model.feature_shape
+        via_features = model.forward_features(feats.unflatten(0, (2, 4)))
+        per_frame = torch.cat([model.backbone(frame[None]) for frame in clips.flatten(0, 1)])
+    assert logits.shape == (2, 9)
+    torch.testing.assert_close(logits, via_features)
+    # Frames are independent in the backbone: per-frame features can be cached.
+    torch.testing.assert_close(per_frame, feats, atol=1e-5, rtol=1e-4)
+    width = model.config['channels'][-1]
+    head_inputs = width if fusion == 'last_avg' else width * 6 * 6
+    first_fc = next(m for m in model.head.modules() if isinstance(m, torch.nn.Linear))
+    assert first_fc.in_features == head_inputs
+
+
+@pytest.mark.parametrize('name', ['convgru1d_alexnet', 'convgru2d_alexnet'])
+def test_fusions_agree_on_one_frame_and_differ_on_more(name):
+    # With T = 1, h_T, the mean over t and (bi) (h^_1 + h_T) / 2 are the same map, and
+    # late fusion averages one output: last_flat, mean_flat and flat must agree.
+    torch.manual_seed(0)
+    models = {f: small(name, fusion=f).eval() for f in ('last_flat', 'mean_flat', 'flat')}
+    state = models['last_flat'].state_dict()
+    for model in models.values():
+        model.load_state_dict(state)
+    one, two = torch.randn(1, 1, 3, 112, 112), torch.randn(1, 3, 3, 112, 112)
+    with torch.no_grad():
+        outs_one = {f: m(one) for f, m in models.items()}
+        outs_two = {f: m(two) for f, m in models.items()}
+    torch.testing.assert_close(outs_one['mean_flat'], outs_one['last_flat'])
+    torch.testing.assert_close(outs_one['flat'], outs_one['last_flat'])
+    assert not torch.allclose(outs_two['mean_flat'], outs_two['last_flat'])
+    assert not torch.allclose(outs_two['flat'], outs_two['last_flat'])
+
+
+def test_bidirectional_last_flat_sees_the_first_frame_from_the_backward_pass():
+    # 1D last_flat depends on frame 1 only through h_T; the bi-directional one also
+    # through h^_1, the backward state right at frame 1. Zeroing the forward cell's input
+    # weights removes every path except the backward one.
+    torch.manual_seed(0)
+    model = small('convgru2d_alexnet').eval()
+    with torch.no_grad():
+        model.recurrent[0].forward_cell.input_conv.weight.zero_()
+        clips = torch.randn(1, 5, 3, 112, 112)
+        changed = clips.clone()
+        changed[:, 0] += 1.0
+        assert not torch.allclose(model(clips), model(changed))
+        model.recurrent[0].backward_cell.input_conv.weight.zero_()
+        torch.testing.assert_close(model(clips), model(changed))
+
+
+@pytest.mark.parametrize('fusion', FUSIONS)
+def test_streaming_matches_whole_clip(fusion):
+    torch.manual_seed(0)
+    model = small('convgru1d_alexnet', fusion=fusion).eval()
+    assert model.streamable
+    clips = torch.randn(2, 5, 3, 112, 112)
+    with torch.no_grad():
+        feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (2, 5))
+        state = model.init_state(2)
+        for t in range(5):
+            now, state = model.step_features(feats[:, t], state)
+            # Bit for bit: the early estimate after t frames is the whole-clip answer.
+            assert torch.equal(now, model.forward_features(feats[:, :t + 1]))
+        assert torch.equal(now, model(clips))
+
+
+@pytest.mark.parametrize('fusion', ['flat', 'last_flat', 'mean_flat'])
+def test_gru_alexnet_streaming(fusion):
+    torch.manual_seed(0)
+    model = small('gru_alexnet', fusion=fusion).eval()
+    clips = torch.randn(1, 4, 3, 112, 112)
+    with torch.no_grad():
+        feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (1, 4))
+        state = model.init_state(1)
+        for t in range(4):
+            now, state = model.step_features(feats[:, t], state)
+        torch.testing.assert_close(now, model(clips), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['convgru2d_alexnet', 'convgru2d2_alexnet', 'r3d_18'])
+def test_non_streaming_models_say_so(name):
+    model = small(name)
+    assert not model.streamable
+    with pytest.raises(NotStreamableError):
+        model.init_state(1)
+
+
+@pytest.mark.parametrize('name', ALEXNETS + VIDEO_PEERS + ['skeleton_gru'])
+def test_fast_variant_learns(name):
+    torch.manual_seed(0)
+    config = fast_config(name)
+    if name in ALEXNETS:
+        assert {k: config[k] for k in FAST_CONFIG} == FAST_CONFIG
+        config['dropout'] = 0.0
+    model = build_model(name, **config)
+    assert config.get('input_size', 112) == 112
+    if model.input_kind == 'joints':
+        inputs = torch.randn(4, 10, 25, 3)
+    elif name in VIDEO_PEERS:
+        inputs = torch.randn(4, 4, 3, 48, 48)  # no per-position bias: any size works
+    else:
+        inputs = torch.randn(4, 3, 3, 112, 112)
+    labels = torch.arange(4) % 9
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        optimiser.zero_grad()
+        loss = F.cross_entropy(model(inputs), labels)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_load_imagenet_alexnet_weights_from_a_local_file(tmp_path):
+    from torchvision.models import alexnet
+    from pitch_predictor.networks import load_imagenet_alexnet
+    torch.manual_seed(0)
+    reference = alexnet(weights=None)
+    path = tmp_path / 'alexnet.pt'
+    torch.save(reference.state_dict(), path)
+    model = build_model('convgru1d_alexnet', channels=[64, 192, 384, 256, 128],
+                        fc_sizes=[8, 8], per_position_bias=False)
+    loaded = load_imagenet_alexnet(model, str(path))
+    assert len(loaded) == 8  # conv1-3 and the layer-6 conv, weight and bias each
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    torch.testing.assert_close(convs[0].weight, reference.features[0].weight)
+    torch.testing.assert_close(convs[3].bias, reference.features[8].bias)
+    with pytest.raises(ValueError, match='channel widths'):
+        load_imagenet_alexnet(build_model('convgru1d_alexnet', fc_sizes=[8, 8]), str(path))
+
+
+def test_grouped_alexnet_weights_become_block_diagonal(tmp_path):
+    from pitch_predictor.networks import load_imagenet_alexnet
+    torch.manual_seed(0)
+    model = build_model('convgru2d2_alexnet', channels=[8, 6, 4, 4, 4], fc_sizes=[8, 8],
+                        input_size=112)
+    grouped = {'features.0.weight': torch.randn(8, 3, 11, 11),
+               'features.3.weight': torch.randn(6, 4, 5, 5),  # 2 groups of 4 inputs
+               'features.3.bias': torch.randn(6)}
+    torch.save(grouped, tmp_path / 'bvlc.pt')
+    load_imagenet_alexnet(model, str(tmp_path / 'bvlc.pt'))
+    conv2 = [m for m in model.features if isinstance(m, torch.nn.Conv2d)][1]
+    x = torch.randn(1, 8, 9, 9)
+    expected = torch.nn.functional.conv2d(x, grouped['features.3.weight'],
+                                          grouped['features.3.bias'], padding=2, groups=2)
+    torch.testing.assert_close(conv2(x), expected, atol=1e-5, rtol=1e-5)

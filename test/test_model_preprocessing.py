@@ -1,0 +1,164 @@
+"""Preprocessing: crop geometry, the test path, the training augmentation."""
+
+import numpy as np
+from pitch_predictor.preprocessing import (
+    crop_frames, fast_preprocess, paper_preprocess, PreprocessConfig, PreprocessError,
+    test_transform, train_transform)
+import pytest
+import torch
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def marked_frame(width: int, height: int, side: int) -> np.ndarray:
+    """Black frame with a white square of ``side`` px centred on the image centre."""
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    frame[y0:y0 + side, x0:x0 + side] = 255
+    # A red bar at the far left: outside any centre crop of a 16:9 frame.
+    frame[:, :width // 20, 0] = 255
+    return frame
+
+
+def white_centroid(crop: np.ndarray) -> tuple:
+    mask = crop[..., 1] > 127
+    ys, xs = np.nonzero(mask)
+    return ys.mean(), xs.mean(), mask.sum()
+
+
+def test_paper_and_fast_configs():
+    assert (paper_preprocess().stored_size, paper_preprocess().output_size) == (240, 224)
+    assert (fast_preprocess().stored_size, fast_preprocess().output_size) == (120, 112)
+    for cfg in (paper_preprocess(), fast_preprocess()):
+        assert (cfg.frame_height, cfg.crop_size) == (240, 240)
+        assert cfg.train_crop_fraction == pytest.approx(235 / 240)
+
+
+def test_config_round_trip_and_unknown_field():
+    cfg = fast_preprocess()
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(PreprocessError, match='unknown'):
+        PreprocessConfig.from_dict({**cfg.to_dict(), 'colour': 1})
+
+
+def test_crop_at_stored_height_is_an_exact_centre_slice():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 240, 426, 3), dtype=np.uint8)
+    out = crop_frames(frames, paper_preprocess())
+    x0 = (426 - 240) // 2
+    np.testing.assert_array_equal(out, frames[:, :, x0:x0 + 240])
+
+
+@pytest.mark.parametrize('size', [(960, 540), (1920, 1080)])
+def test_crop_geometry_keeps_the_centre(size):
+    width, height = size
+    frame = marked_frame(width, height, side=height // 10)
+    for cfg in (paper_preprocess(), fast_preprocess()):
+        crop = crop_frames(frame, cfg)
+        assert crop.shape == (1, cfg.stored_size, cfg.stored_size, 3)
+        assert crop.dtype == np.uint8
+        cy, cx, area = white_centroid(crop[0])
+        centre = (cfg.stored_size - 1) / 2
+        assert abs(cy - centre) <= 1.0 and abs(cx - centre) <= 1.0
+        # The square spans 1/10 of the height, the crop spans the full height.
+        expected_side = cfg.stored_size / 10
+        assert abs(np.sqrt(area) - expected_side) <= 2.0
+        # The bar at the far left of the camera frame lies outside the crop.
+        assert crop[0, :, :, 0].max() == crop[0, :, :, 1].max()
+
+
+def test_crop_rejects_bad_frames():
+    cfg = paper_preprocess()
+    with pytest.raises(PreprocessError, match='narrow'):
+        crop_frames(np.zeros((480, 200, 3), np.uint8), cfg)
+    with pytest.raises(PreprocessError, match='uint8'):
+        crop_frames(np.zeros((240, 426, 3), np.float32), cfg)
+    with pytest.raises(PreprocessError, match='RGB'):
+        crop_frames(np.zeros((240, 426), np.uint8), cfg)
+
+
+def test_test_transform_matches_plain_normalisation():
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 256, (2, 5, 112, 112, 3), dtype=np.uint8)
+    cfg = fast_preprocess()  # output 112 == input 112: no resize, plain arithmetic
+    out = test_transform(crops, cfg)
+    expected = (crops.astype(np.float32) / 255.0 - MEAN) / STD
+    expected = np.moveaxis(expected, -1, -3)
+    assert out.shape == (2, 5, 3, 112, 112) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+
+
+def test_test_transform_numpy_equals_torch_and_resizes():
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 256, (4, 120, 120, 3), dtype=np.uint8)
+    cfg = fast_preprocess()
+    from_numpy = test_transform(crops, cfg)
+    from_torch = test_transform(torch.from_numpy(crops), cfg, device='cpu')
+    assert from_numpy.shape == (4, 3, 112, 112)
+    assert torch.equal(from_numpy, from_torch)
+    # A constant colour stays that colour through the resize.
+    flat = np.full((120, 120, 3), (10, 128, 250), dtype=np.uint8)
+    out = test_transform(flat, cfg)
+    expected = (np.array([10, 128, 250], np.float32) / 255.0 - MEAN) / STD
+    np.testing.assert_allclose(out.mean(dim=(-2, -1)).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(out.std(dim=(-2, -1)).numpy(), 0.0, atol=1e-5)
+
+
+def test_train_transform_shapes_ranges_and_same_crop_per_clip():
+    cfg = fast_preprocess()
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    clips = torch.from_numpy(np.stack([np.stack([frame] * 6), np.stack([frame[::-1]] * 6)]))
+    out = train_transform(clips, cfg, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 6, 3, 112, 112) and out.dtype == torch.float32
+    low = torch.from_numpy(-MEAN / STD).view(3, 1, 1)
+    high = torch.from_numpy((1 - MEAN) / STD).view(3, 1, 1)
+    assert bool((out >= low - 1e-5).all()) and bool((out <= high + 1e-5).all())
+    # Identical frames in a clip stay identical: one crop and one jitter per clip.
+    for clip in out:
+        assert torch.equal(clip, clip[:1].expand_as(clip))
+
+
+def test_train_transform_is_deterministic_per_seed():
+    cfg = fast_preprocess()
+    clips = torch.randint(0, 256, (3, 4, 120, 120, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(5))
+    first = train_transform(clips, cfg, torch.Generator().manual_seed(11))
+    again = train_transform(clips, cfg, torch.Generator().manual_seed(11))
+    other = train_transform(clips, cfg, torch.Generator().manual_seed(12))
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+def test_train_transform_without_augmentation_is_the_test_transform():
+    cfg = PreprocessConfig(stored_size=120, output_size=112, train_crop_fraction=1.0,
+                           jitter=(0.0, 0.0, 0.0, 0.0))
+    clips = torch.randint(0, 256, (2, 3, 120, 120, 3), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(6))
+    out = train_transform(clips, cfg, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, test_transform(clips, cfg), atol=2e-5, rtol=0)
+
+
+def test_train_transform_crop_is_a_shifted_window():
+    # A horizontal ramp: after a random crop + resize, values of column j come from
+    # columns in [x0, x0 + crop) of the stored image, i.e. the crop never leaves it.
+    cfg = PreprocessConfig(stored_size=120, output_size=118, jitter=(0.0, 0.0, 0.0, 0.0))
+    ramp = np.tile(np.arange(120, dtype=np.uint8)[None, :, None], (120, 1, 3)) * 2
+    clips = torch.from_numpy(np.stack([np.stack([ramp] * 2)] * 8))
+    out = train_transform(clips, cfg, torch.Generator().manual_seed(0))
+    values = (out[:, 0, 0] * STD[0] + MEAN[0]) * 255.0 / 2.0  # back to column numbers
+    left = values[:, 60, 0]
+    right = values[:, 60, -1]
+    assert torch.allclose(right - left, torch.full_like(left, 117.0), atol=0.6)
+    assert left.min() >= -0.1 and right.max() <= 119.1
+    assert len(set(left.round().tolist())) > 1  # the offset varies between clips
