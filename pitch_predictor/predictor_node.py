@@ -1,0 +1,333 @@
+"""
+ROS 2 node ``pitch_predictor``: live pitch outcome prediction from Kinect topics.
+
+A wiring diagram only; the work happens in :mod:`pitch_predictor.runtime`.
+
+In:  ``/kinect2/qhd/image_color`` (sensor_msgs/Image; ``.../compressed`` with
+     ``image_transport: compressed``), ``/body_tracking/skeleton`` (PoseArray or, with
+     ``skeleton_type: marker_array``, MarkerArray).
+Out: ``/pitch/predicted_block`` (Int32), ``/pitch/block_probabilities``
+     (Float32MultiArray, 9), ``/pitch/prediction_header`` (Header: stamp = start frame,
+     frame_id 'final' or 'early:<fraction>'), ``/pitch/early_estimate``
+     (Float32MultiArray: fraction, 9 probabilities), ``/diagnostics``,
+     ``/pitch/annotated_image`` (when ``publish_annotated_image`` is true).
+
+Subscription callbacks only convert and ingest (crop, backbone features); decisions run
+on a :class:`DecisionWorker` thread, which publishes the results.
+"""
+
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseArray
+from pitch_predictor.runtime import messages
+from pitch_predictor.runtime import node_params
+from pitch_predictor.runtime.node_params import ParameterError, ParamSpec
+from rcl_interfaces.msg import (
+    FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult)
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float32MultiArray, Header, Int32
+from visualization_msgs.msg import MarkerArray
+
+FINAL_FRAME_ID = 'final'
+EXIT_BAD_PARAMETER = 2
+EXIT_MODEL_ERROR = 3
+
+
+class StartupError(RuntimeError):
+    """The node cannot start: bad parameters, missing or corrupt model, bad device."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    constraints = spec.constraints
+    descriptor = ParameterDescriptor(
+        description=spec.description, read_only=spec.read_only,
+        additional_constraints=constraints)
+    if spec.minimum is not None and isinstance(spec.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)]
+    elif spec.minimum is not None:
+        descriptor.integer_range = [IntegerRange(
+            from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
+    return descriptor
+
+
+def _stamp(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+class PredictorNode(Node):
+    """Subscribe to RGB and skeleton, publish the predicted block (see module docstring)."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(node_params.NODE_NAME, **node_kwargs)
+        self._last_log: Dict[str, float] = {}
+        self.values = self._declare_parameters()
+        settings = node_params.NodeSettings(self.values)
+
+        # Imported here: parameter errors are reported before torch takes seconds to load.
+        from pitch_predictor.runtime.decision_worker import DecisionWorker
+        self.core = self._load_core(settings)
+        self.worker = DecisionWorker(self.core.decide, self._publish_prediction,
+                                     self._on_decision_error)
+
+        reliability = (ReliabilityPolicy.RELIABLE if self.values['qos_reliability'] == 'reliable'
+                       else ReliabilityPolicy.BEST_EFFORT)
+        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST,
+                               depth=self.values['qos_depth'], reliability=reliability)
+        output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                reliability=ReliabilityPolicy.RELIABLE)
+        # One group per input: a backlog on one topic must not starve the other.
+        images, skeletons = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        image_type, on_image = ((CompressedImage, self._on_compressed_image)
+                                if settings.compressed else (Image, self._on_image))
+        image_sub = self.create_subscription(image_type, settings.image_topic.lstrip('/'),
+                                             on_image, input_qos, callback_group=images)
+        skeleton_type = MarkerArray if settings.skeleton_type == 'marker_array' else PoseArray
+        self._to_joints = (messages.marker_array_to_joints if skeleton_type is MarkerArray
+                           else messages.pose_array_to_joints)
+        skeleton_sub = self.create_subscription(
+            skeleton_type, settings.skeleton_topic.lstrip('/'), self._on_skeleton, input_qos,
+            callback_group=skeletons)
+
+        self.block_pub = self.create_publisher(Int32, 'pitch/predicted_block', output_qos)
+        self.probabilities_pub = self.create_publisher(
+            Float32MultiArray, 'pitch/block_probabilities', output_qos)
+        self.header_pub = self.create_publisher(Header, 'pitch/prediction_header', output_qos)
+        self.early_pub = self.create_publisher(
+            Float32MultiArray, 'pitch/early_estimate', output_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.annotated_pub = self.create_publisher(Image, 'pitch/annotated_image', 2)
+
+        # Wall (steady) time: under use_sim_time without /clock, diagnostics keep coming.
+        self.create_timer(self.values['diagnostics_period_s'], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f'ready: model {self.core.model_name} ({self.core.checkpoint.path}) on '
+            f'{self.core.device}, sampling method {self.core.sampling_method}, images '
+            f'{image_sub.topic_name}, skeletons {skeleton_sub.topic_name} '
+            f'({settings.skeleton_type}), QoS {self.values["qos_reliability"]} '
+            f'depth {self.values["qos_depth"]}')
+
+    # ------------------------------------------------------------------ set-up
+    def _declare_parameters(self) -> Dict[str, Any]:
+        values = {}
+        for spec in node_params.ALL_PARAMETERS:
+            try:
+                parameter = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except Exception as exc:  # rclpy: out of range or wrong type in the overrides
+                raise StartupError(f'parameter {spec.name!r}: {exc}',
+                                   EXIT_BAD_PARAMETER) from None
+            values[spec.name] = parameter.value
+        try:
+            return node_params.check_values(values)
+        except ParameterError as exc:
+            raise StartupError(str(exc), EXIT_BAD_PARAMETER) from None
+
+    def _load_core(self, settings: node_params.NodeSettings) -> Any:
+        import torch
+
+        from pitch_predictor.checkpoint import CheckpointError
+        from pitch_predictor.device import DeviceError
+        from pitch_predictor.runtime.core import CoreConfigError, PredictorCore
+        from pitch_predictor.shipped_model import default_model_path
+
+        if self.values['torch_threads'] > 0:
+            torch.set_num_threads(self.values['torch_threads'])
+        path = settings.model_path or str(default_model_path())
+        try:
+            core_config = settings.core
+            core_config.validate()
+        except ValueError as exc:
+            raise StartupError(f'invalid settings: {exc}', EXIT_BAD_PARAMETER) from None
+        try:
+            return PredictorCore(path, core_config, device=settings.device,
+                                 submit=self._submit_decision, notify=self._log_throttled)
+        except (CheckpointError, DeviceError, CoreConfigError) as exc:
+            hint = '' if settings.model_path else (
+                ' (model_path is empty, so the shipped model was used: set model_path '
+                'to a checkpoint, or train the shipped one as the README says)')
+            raise StartupError(f'cannot load the model: {exc}{hint}',
+                               EXIT_MODEL_ERROR) from None
+
+    # --------------------------------------------------------------- callbacks
+    def _submit_decision(self, job: Any) -> None:
+        self.worker.submit(job)
+
+    def _on_image(self, msg: Image) -> None:
+        self._ingest_frame(msg, messages.image_msg_to_rgb)
+
+    def _on_compressed_image(self, msg: CompressedImage) -> None:
+        self._ingest_frame(msg, messages.compressed_msg_to_rgb)
+
+    def _ingest_frame(self, msg: Any, to_rgb: Any) -> None:
+        try:
+            rgb = to_rgb(msg)
+        except messages.MessageError as exc:
+            self.core.count_rejection('frame', exc.reason, exc.detail)
+            return
+        self.core.ingest_frame(messages.stamp_to_ns(msg.header.stamp), rgb)
+        if self.values['publish_annotated_image']:
+            self._publish_annotated(msg.header, rgb)
+
+    def _on_skeleton(self, msg: Any) -> None:
+        try:
+            joints = self._to_joints(msg)
+        except messages.MessageError as exc:
+            self.core.count_rejection('skeleton', exc.reason, exc.detail)
+            return
+        stamp = messages.stamp_to_ns(msg.markers[0].header.stamp) if isinstance(
+            msg, MarkerArray) and msg.markers else messages.stamp_to_ns(msg.header.stamp)
+        self.core.ingest_joints(stamp, joints)
+
+    def _on_set_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
+        changes = {}
+        try:
+            for parameter in parameters:
+                if parameter.name in node_params.SPECS:
+                    changes[parameter.name] = node_params.check_value(
+                        parameter.name, parameter.value)
+            if changes:
+                new_values = {**self.values, **changes}
+                self.core.configure(node_params.core_config_from(new_values))
+                self.values = new_values
+        except (ParameterError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            self.get_logger().info(f'parameters changed: {changes}')
+        return SetParametersResult(successful=True)
+
+    # ----------------------------------------------------------------- outputs
+    def _publish_prediction(self, prediction: Any) -> None:
+        probabilities = [float(p) for p in prediction.probabilities]
+        header = Header(stamp=_stamp(prediction.start_stamp_ns))
+        if prediction.early:
+            header.frame_id = f'early:{prediction.fraction_seen:.3f}'
+            self.early_pub.publish(Float32MultiArray(
+                data=[float(prediction.fraction_seen)] + probabilities))
+            self.header_pub.publish(header)
+            return
+        header.frame_id = FINAL_FRAME_ID
+        self.probabilities_pub.publish(Float32MultiArray(data=probabilities))
+        self.block_pub.publish(Int32(data=int(prediction.block)))
+        self.header_pub.publish(header)
+        self.get_logger().info(
+            f'pitch starting at {prediction.start_stamp_ns / 1e9:.3f} s: block '
+            f'{prediction.block} (p={max(probabilities):.2f}, '
+            f'{prediction.decision_latency_s * 1e3:.0f} ms)')
+
+    def _publish_annotated(self, header: Header, rgb: Any) -> None:
+        from pitch_predictor.runtime.annotate import annotate_frame
+
+        last = self.core.last_prediction
+        label = '' if last is None else (
+            f'early {last.fraction_seen:.0%}' if last.early else f'block {last.block}')
+        canvas = annotate_frame(
+            rgb, joints=self.core.last_joints, phase=self.core.phase,
+            probabilities=None if last is None else last.probabilities, label=label,
+            window_fill=self.core.window_fill)
+        height, width, encoding, step, data = messages.rgb_to_image_fields(canvas, 'rgb8')
+        self.annotated_pub.publish(Image(header=header, height=height, width=width,
+                                         encoding=encoding, step=step, data=data))
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            self.diagnostics_pub.publish(self._diagnostics())
+        except Exception as exc:  # a reporting bug must not stop the predictions
+            self._log_throttled('diagnostics_failed', f'diagnostics failed: {exc!r}')
+
+    def _diagnostics(self) -> DiagnosticArray:
+        core = self.core
+        counters = {**core.snapshot(), **{f'decisions.{k}': v
+                                          for k, v in self.worker.snapshot().items()}}
+        rejected = sum(v for k, v in counters.items() if '_rejected.' in k)
+        dropped = counters.get('frames_missing', 0) + counters.get(
+            'decisions.superseded_final', 0)
+        latency = core.latency_percentiles()
+        values = {
+            'frames_received': counters.get('frames_received', 0),
+            'frames_paired': counters.get('frames_paired', 0),
+            'frames_rejected': rejected,
+            'frames_dropped': dropped,
+            'buffer_fill': f'{len(core.buffer)}/{core.buffer.capacity}',
+            'phase': core.phase,
+            'window_fill': f'{core.window_fill:.2f}',
+            'latency_last_ms': f'{latency["last"] * 1e3:.1f}',
+            'latency_p50_ms': f'{latency["p50"] * 1e3:.1f}',
+            'latency_p95_ms': f'{latency["p95"] * 1e3:.1f}',
+            'device': str(core.device),
+            'model': core.model_name,
+            'sampling_method': core.sampling_method,
+        }
+        values.update(sorted(counters.items()))
+        failed = counters.get('decisions.failed', 0)
+        level = DiagnosticStatus.ERROR if failed else (
+            DiagnosticStatus.WARN if rejected or dropped else DiagnosticStatus.OK)
+        message = ('decisions failing' if failed else
+                   f'{rejected} inputs rejected, {dropped} frames dropped' if level
+                   else 'running')
+        status = DiagnosticStatus(
+            level=level, name=f'{self.get_name()}: pitch predictor', message=message,
+            hardware_id=str(core.device),
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        return array
+
+    # ------------------------------------------------------------------ errors
+    def _log_throttled(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(key, -1e9) >= self.values['log_throttle_s']:
+            self._last_log[key] = now
+            self.get_logger().warning(message)
+
+    def _on_decision_error(self, exc: BaseException) -> None:
+        self._log_throttled('decision_failed', f'decision failed: {exc!r}')
+
+    def destroy_node(self) -> None:
+        """Stop the decision worker, then destroy the node."""
+        worker: Optional[Any] = getattr(self, 'worker', None)
+        if worker is not None:
+            worker.stop()
+        super().destroy_node()
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the node until SIGINT/SIGTERM; return the exit code (0 on a clean stop)."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PredictorNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as exc:
+        print(f'[pitch_predictor] error: {exc}', file=sys.stderr, flush=True)
+        code = exc.exit_code
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

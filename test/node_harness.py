@@ -1,0 +1,222 @@
+"""
+Drive a real ``predictor_node`` process over DDS from a test: inputs, outputs, diagnostics.
+
+Everything waits on events (matched endpoints, received messages), never on fixed sleeps.
+"""
+
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SECOND = 1_000_000_000
+FRAME_NS = 33_333_333
+
+
+def node_command(ros_args: Sequence[str]) -> List[str]:
+    """Return the command running the node's entry point here, with ``--ros-args``."""
+    return [sys.executable, '-m', 'pitch_predictor.predictor_node', '--ros-args',
+            *ros_args]
+
+
+class NodeProcess:
+    """A ``predictor_node`` subprocess with its combined output in a log file."""
+
+    def __init__(self, command: Sequence[str], log_path: Path) -> None:
+        self.log_path = Path(log_path)
+        self._log = self.log_path.open('wb')
+        self.process = subprocess.Popen(list(command), stdout=self._log,
+                                        stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def log(self) -> str:
+        """Return the node's output so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def alive(self) -> bool:
+        """Tell whether the process still runs."""
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 20.0) -> Optional[int]:
+        """Send ``sig`` and wait for the exit code (kill after the timeout)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+                self._log.close()
+                return None
+        self._log.close()
+        return self.process.returncode
+
+
+class TestPeer:
+    """The test's own rclpy node: publishes the node's inputs, records its outputs."""
+
+    __test__ = False
+
+    def __init__(self, image_topic: str = '/kinect2/qhd/image_color',
+                 skeleton_topic: str = '/body_tracking/skeleton', depth: int = 100) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32MultiArray, Header, Int32
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('node_test_peer', context=self.context)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                         reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(Image, image_topic, qos)
+        self.skeleton_pub = self.node.create_publisher(PoseArray, skeleton_topic, qos)
+        self.lock = threading.Lock()
+        self.headers: List = []
+        self.probabilities: List = []
+        self.blocks: List = []
+        self.early: List = []
+        self.diagnostics: Dict[str, str] = {}
+        self.subscriptions = [
+            self.node.create_subscription(Header, '/pitch/prediction_header',
+                                          self._keep(self.headers), qos),
+            self.node.create_subscription(Float32MultiArray, '/pitch/block_probabilities',
+                                          self._keep(self.probabilities), qos),
+            self.node.create_subscription(Int32, '/pitch/predicted_block',
+                                          self._keep(self.blocks), qos),
+            self.node.create_subscription(Float32MultiArray, '/pitch/early_estimate',
+                                          self._keep(self.early), qos),
+        ]
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      10)
+        self.annotated: List = []  # (width, height, encoding, frame_id) of annotated images
+        self.node.create_subscription(
+            Image, '/pitch/annotated_image',
+            lambda m: self.annotated.append((m.width, m.height, m.encoding,
+                                             m.header.stamp.sec)), 5)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def _keep(self, store: list) -> Callable:
+        def callback(msg):
+            with self.lock:
+                store.append(msg)
+        return callback
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if 'pitch predictor' in status.name:
+                with self.lock:
+                    self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def spin_until(self, predicate: Callable[[], bool], timeout_s: float = 30.0,
+                   node: Optional[NodeProcess] = None) -> bool:
+        """Spin until ``predicate()`` holds; False on timeout (or when the node died)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if node is not None and not node.alive():
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    def wait_for_node(self, node: NodeProcess, timeout_s: float = 60.0) -> None:
+        """Wait until the node subscribes to both inputs and publishes every output."""
+        ok = self.spin_until(
+            lambda: self.image_pub.get_subscription_count() > 0
+            and self.skeleton_pub.get_subscription_count() > 0
+            and all(s.get_publisher_count() > 0 for s in self.subscriptions)
+            and bool(self.diagnostics), timeout_s, node)
+        assert ok, f'node did not come up:\n{node.log()}'
+
+    def counter(self, key: str) -> int:
+        """Return the latest value of diagnostics counter ``key`` (0 when absent)."""
+        with self.lock:
+            return int(float(self.diagnostics.get(key, 0)))
+
+    def wait_counter(self, key: str, at_least: int, node: NodeProcess,
+                     timeout_s: float = 20.0) -> int:
+        """Wait until diagnostics counter ``key`` reaches ``at_least``; return it."""
+        ok = self.spin_until(lambda: self.counter(key) >= at_least, timeout_s, node)
+        assert ok, (f'{key} stayed at {self.counter(key)} < {at_least}; diagnostics '
+                    f'{self.diagnostics}\n{node.log()[-3000:]}')
+        return self.counter(key)
+
+    def finals(self) -> List[tuple]:
+        """(start stamp ns, block, probabilities) of each final prediction received."""
+        with self.lock:
+            headers = [h for h in self.headers if h.frame_id == 'final']
+            return [(h.stamp.sec * SECOND + h.stamp.nanosec, b.data, np.array(p.data))
+                    for h, b, p in zip(headers, self.blocks, self.probabilities)]
+
+    def image_msg(self, rgb: np.ndarray, stamp_ns: int, encoding: str = 'bgr8'):
+        """Return a sensor_msgs/Image of ``rgb`` in ``encoding`` (bgr8 or rgb8)."""
+        from sensor_msgs.msg import Image
+
+        pixels = rgb[..., ::-1] if encoding == 'bgr8' else rgb
+        height, width = rgb.shape[:2]
+        msg = Image(height=height, width=width, encoding=encoding, step=width * 3,
+                    data=np.ascontiguousarray(pixels).tobytes())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), SECOND)
+        return msg
+
+    def skeleton_msg(self, joints: np.ndarray, stamp_ns: int):
+        """Return a geometry_msgs/PoseArray of the rows of ``joints``."""
+        from geometry_msgs.msg import Pose, PoseArray
+
+        msg = PoseArray()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), SECOND)
+        for x, y, z in np.asarray(joints, dtype=float):
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = x, y, z
+            msg.poses.append(pose)
+        return msg
+
+    def publish_stream(self, frames: np.ndarray, joints: Optional[np.ndarray],
+                       first_stamp_ns: int, period_s: float = 1 / 30) -> List[int]:
+        """Publish frame k (and its skeleton) with stamp first + k * 33.3 ms, paced."""
+        stamps = []
+        start = time.monotonic()
+        for k, rgb in enumerate(frames):
+            stamp = first_stamp_ns + k * FRAME_NS
+            if joints is not None:
+                self.skeleton_pub.publish(self.skeleton_msg(joints[k], stamp))
+            self.image_pub.publish(self.image_msg(rgb, stamp))
+            stamps.append(stamp)
+            while time.monotonic() < start + (k + 1) * period_s:
+                self.executor.spin_once(timeout_sec=0.005)
+        return stamps
+
+    def set_parameters(self, node_name: str, values: Dict[str, object],
+                       timeout_s: float = 20.0) -> list:
+        """Call ``/<node>/set_parameters``; return the SetParametersResult list."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self.node.create_client(SetParameters, f'/{node_name}/set_parameters')
+        assert self.spin_until(client.service_is_ready, timeout_s), 'no parameter service'
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = client.call_async(request)
+        assert self.spin_until(future.done, timeout_s), 'set_parameters timed out'
+        self.node.destroy_client(client)
+        return list(future.result().results)
+
+    def close(self) -> None:
+        """Destroy the peer node and its context."""
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

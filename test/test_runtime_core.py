@@ -1,0 +1,205 @@
+"""PredictorCore offline: decisions against a plainly written pipeline, and bad streams."""
+
+import numpy as np
+from pitch_predictor.kinect import WINDOW
+from pitch_predictor.preprocessing import crop_frames, test_transform
+from pitch_predictor.runtime.core import CoreConfig, CoreConfigError, PredictorCore
+from pitch_predictor.start_detector import detect_start
+import pytest
+from runtime_fixtures import make_checkpoint, synthetic_trial
+import torch
+
+FRAME_NS = 33_333_333
+T0 = 5_000_000_000
+# Table II, method 2 (the tiny checkpoints' method), written out: first frames 0..3,
+# step 4, 10 frames.
+METHOD_2_CLIPS = [np.arange(first, first + 40, 4) for first in range(4)]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_torch_thread():
+    """Per-frame work on tiny tensors: one thread avoids spinning on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def trial():
+    """Render a 480x270 pitch: smaller than qHD to keep the test fast, same geometry."""
+    return synthetic_trial(width=480, height=270)
+
+
+@pytest.fixture(scope='module')
+def bi_core(tmp_path_factory):
+    """Build a core on a random bi-directional (not streamable) model."""
+    path = make_checkpoint(tmp_path_factory.mktemp('m') / 'bi.pt', 'convgru2d_alexnet')
+    return PredictorCore(path, device='cpu')
+
+
+@pytest.fixture(scope='module')
+def fwd_core(tmp_path_factory):
+    """Build a core on a random forward (streamable) model."""
+    path = make_checkpoint(tmp_path_factory.mktemp('m') / 'fwd.pt', 'convgru1d_alexnet')
+    return PredictorCore(path, device='cpu')
+
+
+def _feed(core, frames, joints, t0=T0, skip_joints=()):
+    out = []
+    for k in range(len(frames)):
+        stamp = t0 + k * FRAME_NS
+        out += core.ingest(stamp, frames[k], None if k in skip_joints else joints[k])
+    return out
+
+
+def _plain_probabilities(model, preprocess, window_frames, clips=METHOD_2_CLIPS):
+    """Run the paper's test pipeline from the model library, one clip at a time."""
+    x = test_transform(crop_frames(window_frames, preprocess), preprocess)
+    with torch.no_grad():
+        probs = [torch.softmax(model(x[clip][None]), dim=1)[0] for clip in clips]
+    return torch.stack(probs).mean(0).double().numpy()
+
+
+def test_final_prediction_matches_plain_pipeline(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    predictions = _feed(bi_core, frames, joints)
+    assert [p.early for p in predictions] == [False]  # not streamable: no early estimates
+    final = predictions[0]
+    crops = crop_frames(frames, bi_core.preprocess)
+    start = detect_start(crops, joints)  # the whole-trial detector, independently
+    assert final.start_stamp_ns == T0 + start * FRAME_NS
+    assert final.last_frame_stamp_ns == T0 + (start + WINDOW - 1) * FRAME_NS
+    expected = _plain_probabilities(bi_core.model, bi_core.preprocess,
+                                    frames[start:start + WINDOW])
+    np.testing.assert_allclose(final.probabilities, expected, atol=1e-5)
+    assert final.block == int(np.argmax(expected)) + 1
+    assert final.fraction_seen == 1.0 and final.decision_latency_s > 0
+
+
+def test_early_estimates_then_final(fwd_core, trial):
+    frames, joints = trial
+    fwd_core.reset('test')
+    predictions = _feed(fwd_core, frames, joints)
+    early = [p for p in predictions if p.early]
+    finals = [p for p in predictions if not p.early]
+    assert len(finals) == 1 and len(early) >= 5
+    fractions = [p.fraction_seen for p in early]
+    assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] < 1
+    start = (finals[0].start_stamp_ns - T0) // FRAME_NS
+    window = frames[start:start + WINDOW]
+    np.testing.assert_allclose(finals[0].probabilities,
+                               _plain_probabilities(fwd_core.model, fwd_core.preprocess,
+                                                    window), atol=1e-5)
+    # An early estimate = each clip's frames seen so far through the whole forward model.
+    probe = early[len(early) // 2]
+    seen = int(round(probe.fraction_seen * WINDOW))
+    prefixes = [clip[clip < seen] for clip in METHOD_2_CLIPS]
+    expected = _plain_probabilities(fwd_core.model, fwd_core.preprocess, window,
+                                    [p for p in prefixes if len(p)])
+    np.testing.assert_allclose(probe.probabilities, expected, atol=1e-5)
+
+
+def test_looping_stream_resets_and_predicts_again(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    first = _feed(bi_core, frames, joints)
+    second = _feed(bi_core, frames, joints)  # the same stamps again: a looping bag
+    assert bi_core.counters['resets.stamp_backwards'] == 1
+    assert len(first) == len(second) == 1
+    assert first[0].start_stamp_ns == second[0].start_stamp_ns
+    np.testing.assert_allclose(first[0].probabilities, second[0].probabilities, atol=1e-6)
+
+
+def test_looping_stream_with_frames_ahead_of_skeletons(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    out = []
+    for _ in range(2):  # each frame arrives just before its skeleton, then the loop
+        for k in range(len(frames)):
+            out += bi_core.ingest_frame(T0 + k * FRAME_NS, frames[k])
+            out += bi_core.ingest_joints(T0 + k * FRAME_NS, joints[k])
+    assert len(out) == 2
+    np.testing.assert_allclose(out[0].probabilities, out[1].probabilities, atol=1e-6)
+
+
+def test_gaps_resets_and_missing_frames(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    before = bi_core.counters.copy()
+    bi_core.ingest(T0, frames[0], joints[0])
+    bi_core.ingest(T0 + 3 * FRAME_NS, frames[1], joints[1])  # two frames lost
+    assert bi_core.counters['frames_missing'] - before['frames_missing'] == 2
+    bi_core.ingest(T0 + 60 * 1_000_000_000, frames[2], joints[2])  # a minute later
+    assert bi_core.counters['resets.stream_gap'] - before['resets.stream_gap'] == 1
+    bi_core.ingest(T0 + 60 * 1_000_000_000, frames[3], joints[3])  # same stamp again
+    assert bi_core.counters['frames_rejected.duplicate_stamp'] \
+        - before['frames_rejected.duplicate_stamp'] == 1
+
+
+def test_short_skeleton_dropout_is_bridged_long_one_pauses_detection(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    before = bi_core.counters['frames_without_skeleton']
+    # Two frames without a skeleton during the motion: the last skeleton is held.
+    out = _feed(bi_core, frames, joints, t0=T0, skip_joints={44, 45})
+    bi_core.flush()
+    assert len(out) == 1
+    assert bi_core.counters['frames_without_skeleton'] - before == 2
+    # No skeletons at all: frames are still ingested, no start can be found.
+    bi_core.reset('test')
+    assert _feed(bi_core, frames, joints, skip_joints=set(range(len(frames)))) == []
+    assert bi_core.phase == 'waiting_for_rest'
+
+
+@pytest.mark.parametrize('bad', [
+    np.zeros((270, 480, 3), np.float32),         # not uint8
+    np.zeros((270, 480), np.uint8),              # not 3 channels
+    np.zeros((540, 40, 3), np.uint8),            # too narrow for the centre crop
+])
+def test_bad_frames_are_counted_never_raised(bi_core, bad):
+    bi_core.reset('test')
+    before = bi_core.counters['frames_rejected.bad_size']
+    assert bi_core.ingest_frame(T0, bad) == []
+    assert bi_core.counters['frames_rejected.bad_size'] == before + 1
+
+
+@pytest.mark.parametrize('joints,reason', [
+    (np.full((25, 3), np.nan), 'non_finite_joints'),
+    (np.zeros((20, 3)), 'wrong_joint_count'),
+])
+def test_bad_skeletons_are_counted(bi_core, joints, reason):
+    before = bi_core.counters[f'skeletons_rejected.{reason}']
+    assert bi_core.ingest_joints(T0, joints) == []
+    assert bi_core.counters[f'skeletons_rejected.{reason}'] == before + 1
+
+
+def test_memory_stays_bounded(bi_core, trial):
+    frames, joints = trial
+    bi_core.reset('test')
+    for k in range(3 * bi_core.buffer.capacity):
+        bi_core.ingest(T0 + k * FRAME_NS, frames[0], joints[0])  # standing still
+    assert len(bi_core.buffer) == bi_core.buffer.capacity
+    assert bi_core._pairer.pending_frames <= bi_core.config.max_pending_frames
+
+
+def test_settings_are_validated(bi_core):
+    with pytest.raises(CoreConfigError):
+        CoreConfig(pair_tolerance_s=-1.0).validate()
+    with pytest.raises(CoreConfigError):
+        bi_core.update(sampling_method=8)
+    with pytest.raises(CoreConfigError):
+        bi_core.update(no_such_setting=1)
+    bi_core.update(sampling_method=1)
+    assert bi_core.sampling_method == 1 and len(bi_core._clips) == 2
+    bi_core.update(sampling_method=0)
+    assert bi_core.sampling_method == 2  # back to the checkpoint's method
+
+
+def test_predict_crops_equals_plain_pipeline(bi_core, trial):
+    frames, _ = trial
+    crops = crop_frames(frames[20:60], bi_core.preprocess)
+    np.testing.assert_allclose(
+        bi_core.predict_crops(crops),
+        _plain_probabilities(bi_core.model, bi_core.preprocess, frames[20:60]), atol=1e-5)
