@@ -1,0 +1,1 @@
+"""Datasets: the real layout of [13], the memory-mapped training cache, rosbag2 files."""

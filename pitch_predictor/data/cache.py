@@ -1,0 +1,254 @@
+"""
+The training cache: every trial decoded and cropped once, memory-mapped uint8.
+
+Folder contents (``np.load(..., mmap_mode='r')``)::
+
+    frames.npy        (N, 90, S, S, 3) uint8   crops from preprocessing.crop_frames
+    joints.npy        (N, 90, 25, 3) float32   Kinect camera space, metres
+    labels.npy        (N,) int64               class index = block - 1
+    participants.npy  (N,) int64               index into participant_names
+    trial_index.npy   (N,) int64               rank within (participant, block)
+    true_start.npy    (N,) int64               synthetic motion onset, -1 for real data
+    start.npy         (N,) int64               detected start (the action window)
+    start_found.npy   (N,) bool                False: the detector found none (fallback)
+    meta.json         participant_names, trial_ids, preprocess, detector, source
+
+``start`` is the paper's start frame (Section IV-A) found by
+:func:`pitch_predictor.start_detector.detect_start` on the stored crops and joints.
+When it finds none, the fallback is the first frame after the reference whose joint
+distance reaches ``delta_joints`` (else ``min_start_index``) and ``start_found`` is
+False.
+"""
+
+from dataclasses import asdict
+import json
+import multiprocessing
+import os
+from pathlib import Path
+import shutil
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from pitch_predictor.data.layout import (
+    DatasetError, load_trial_frames, load_trial_joints, read_meta, scan_dataset, TrialRecord)
+from pitch_predictor.kinect import FRAMES_PER_TRIAL, NUM_JOINTS
+from pitch_predictor.start_detector import (
+    detect_start, distances, image_signature, StartDetectorConfig, StartNotFound)
+
+FORMAT_VERSION = 1
+_ARRAYS = ('frames', 'joints', 'labels', 'participants', 'trial_index', 'true_start', 'start',
+           'start_found')
+
+
+class CacheError(RuntimeError):
+    """A cache folder is missing, incomplete or inconsistent (the message names the file)."""
+
+
+def find_start(crops: np.ndarray, joints: np.ndarray,
+               cfg: StartDetectorConfig) -> Tuple[int, bool]:
+    """Return (start frame, found): the detector's start, or the documented fallback."""
+    sigs = np.stack([image_signature(c, cfg) for c in crops])
+    try:
+        return detect_start(sigs, joints, cfg), True
+    except StartNotFound:
+        _, dtheta = distances(sigs, joints, cfg.reference_index)
+        later = np.flatnonzero(dtheta[cfg.min_start_index:] >= cfg.delta_joints)
+        return (int(later[0]) + cfg.min_start_index if len(later) else cfg.min_start_index,
+                False)
+
+
+class TrialCache:
+    """A cache folder opened read-only and memory-mapped (see the module doc)."""
+
+    def __init__(self, folder: Union[str, Path]):
+        self.folder = Path(folder)
+        meta_path = self.folder / 'meta.json'
+        if not meta_path.exists():
+            raise CacheError(f'{meta_path}: not a TrialCache folder (no meta.json); build one '
+                             f'with `pitch-sim cache`')
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except ValueError as err:
+            raise CacheError(f'{meta_path}: unreadable ({err})') from err
+        if self.meta.get('format_version') != FORMAT_VERSION:
+            raise CacheError(f'{meta_path}: format_version {self.meta.get("format_version")}, '
+                             f'this code reads {FORMAT_VERSION}')
+        for name in _ARRAYS:
+            path = self.folder / f'{name}.npy'
+            try:
+                setattr(self, name, np.load(path, mmap_mode='r'))
+            except (OSError, ValueError) as err:
+                raise CacheError(f'{path}: missing or unreadable ({err})') from err
+        n = len(self.labels)
+        for name in _ARRAYS:
+            if len(getattr(self, name)) != n:
+                raise CacheError(f'{self.folder / (name + ".npy")}: {len(getattr(self, name))} '
+                                 f'rows, labels.npy has {n}')
+        from pitch_predictor.preprocessing import PreprocessConfig
+        self.preprocess = PreprocessConfig.from_dict(self.meta['preprocess'])
+        self.participant_names: List[str] = list(self.meta['participant_names'])
+        self.trial_ids: List[str] = list(self.meta['trial_ids'])
+
+    def __len__(self) -> int:
+        """Return the number of trials."""
+        return len(self.labels)
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """Return the blocks 1..9 (labels + 1)."""
+        return np.asarray(self.labels) + 1
+
+    def participant_of(self, i: int) -> str:
+        """Return the participant name of trial ``i``."""
+        return self.participant_names[int(self.participants[i])]
+
+
+def paper_split(cache: TrialCache, test_per_group: int = 2,
+                seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """
+    Return (train, test) indices: per participant and block, ``test_per_group`` to test.
+
+    The test trials of each group are drawn with a generator seeded by ``seed`` (the paper
+    does not say which two; 8/2 of 10 gives 432/108 on the full set).
+    """
+    rng = np.random.default_rng(seed)
+    parts = np.asarray(cache.participants)
+    labels = np.asarray(cache.labels)
+    order = np.asarray(cache.trial_index)
+    test = []
+    for p in np.unique(parts):
+        for c in np.unique(labels[parts == p]):
+            group = np.flatnonzero((parts == p) & (labels == c))
+            group = group[np.argsort(order[group], kind='stable')]
+            test.extend(group[rng.permutation(len(group))[:test_per_group]].tolist())
+    test_idx = np.array(sorted(test), dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx).astype(np.int64)
+    return train_idx, test_idx
+
+
+def lopo_splits(cache: TrialCache) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+    """Return leave-one-participant-out folds: ``[(participant, train_idx, test_idx)]``."""
+    parts = np.asarray(cache.participants)
+    folds = []
+    for p in np.unique(parts):
+        test_idx = np.flatnonzero(parts == p).astype(np.int64)
+        train_idx = np.flatnonzero(parts != p).astype(np.int64)
+        folds.append((cache.participant_names[int(p)], train_idx, test_idx))
+    return folds
+
+
+def _crop_record(args: Tuple[TrialRecord, object]) -> Tuple[np.ndarray, np.ndarray]:
+    from pitch_predictor.preprocessing import crop_frames
+    rec, preprocess = args
+    frames = load_trial_frames(rec)
+    return crop_frames(frames, preprocess), load_trial_joints(rec)
+
+
+def _crop_generated(args: Tuple[object, object, object]) -> Tuple[np.ndarray, np.ndarray, dict]:
+    from pitch_predictor.preprocessing import crop_frames
+    from pitch_predictor.sim.generator import render_trial
+    spec, sim_cfg, preprocess = args
+    trial = render_trial(spec, sim_cfg)
+    return crop_frames(trial.frames(), preprocess), trial.joints, trial.meta()
+
+
+def _pool_map(func, jobs: Sequence, workers: int) -> Iterable:
+    if workers <= 1 or len(jobs) <= 1:
+        return map(func, jobs)
+    ctx = multiprocessing.get_context('fork' if os.name == 'posix' else 'spawn')
+    pool = ctx.Pool(workers)
+
+    def run():
+        try:
+            yield from pool.imap(func, jobs, chunksize=1)
+        finally:
+            pool.terminate()
+    return run()
+
+
+def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], preprocess,
+                *, detector: Optional[StartDetectorConfig] = None, workers: int = 2,
+                progress: bool = True) -> TrialCache:
+    """
+    Build a cache in ``out_dir`` from a layout folder or a ``SimConfig`` (generate).
+
+    ``preprocess``: a ``PreprocessConfig``; frames go through its ``crop_frames``.
+    Writes into a temporary folder and renames it at the end, so a half-built cache is
+    never mistaken for a good one.
+    """
+    from tqdm import tqdm
+
+    detector = detector or StartDetectorConfig()
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + '.partial')
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    if isinstance(source, (str, Path)):
+        records = scan_dataset(source)
+        names = sorted({r.participant for r in records})
+        rows = [(r.trial_id, r.block, names.index(r.participant), r.trial_index, r.true_start)
+                for r in records]
+        jobs: Sequence = [(r, preprocess) for r in records]
+        func = _crop_record
+        source_desc = {'kind': 'layout', 'path': str(Path(source).resolve()),
+                       'pitchsim': read_meta(source).get('config', {})}
+    else:
+        from pitch_predictor.sim.generator import plan_dataset
+        # The same row order as a layout of this set gives (participant name, block, trial).
+        specs = sorted(plan_dataset(source),
+                       key=lambda s: (s.person.name, s.block, s.trial_index))
+        names = sorted({s.person.name for s in specs})
+        rows = [(s.trial_id, s.block, names.index(s.person.name), s.trial_index, None)
+                for s in specs]
+        jobs = [(s, source, preprocess) for s in specs]
+        func = _crop_generated
+        source_desc = {'kind': 'generator', 'pitchsim': _config_dict(source)}
+    n = len(rows)
+    if n == 0:
+        raise DatasetError(f'{source}: no trials')
+    size = preprocess.stored_size
+    frames = np.lib.format.open_memmap(tmp / 'frames.npy', mode='w+', dtype=np.uint8,
+                                       shape=(n, FRAMES_PER_TRIAL, size, size, 3))
+    joints = np.zeros((n, FRAMES_PER_TRIAL, NUM_JOINTS, 3), np.float32)
+    true_start = np.array([-1 if r[4] is None else r[4] for r in rows], np.int64)
+    start = np.zeros(n, np.int64)
+    found = np.zeros(n, bool)
+    bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=not progress)
+    for i, result in enumerate(_pool_map(func, jobs, workers)):
+        frames[i], joints[i] = result[0], result[1]
+        if len(result) > 2:
+            true_start[i] = int(result[2]['true_start'])
+        start[i], found[i] = find_start(result[0], result[1], detector)
+        bar.update(1)
+    bar.close()
+    frames.flush()
+    del frames
+    np.save(tmp / 'joints.npy', joints)
+    np.save(tmp / 'labels.npy', np.array([r[1] - 1 for r in rows], np.int64))
+    np.save(tmp / 'participants.npy', np.array([r[2] for r in rows], np.int64))
+    np.save(tmp / 'trial_index.npy', np.array([r[3] for r in rows], np.int64))
+    np.save(tmp / 'true_start.npy', true_start)
+    np.save(tmp / 'start.npy', start)
+    np.save(tmp / 'start_found.npy', found)
+    meta = {
+        'format_version': FORMAT_VERSION,
+        'participant_names': names,
+        'trial_ids': [r[0] for r in rows],
+        'preprocess': preprocess.to_dict() if hasattr(preprocess, 'to_dict')
+        else asdict(preprocess),
+        'detector': asdict(detector),
+        'source': source_desc,
+    }
+    (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return TrialCache(out_dir)
+
+
+def _config_dict(cfg: object) -> dict:
+    values = asdict(cfg)
+    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple)
+                                 else str(v)))

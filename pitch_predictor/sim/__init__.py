@@ -1,0 +1,1 @@
+"""pitchsim: physically grounded synthetic Kinect pitching trials (see generator.py)."""

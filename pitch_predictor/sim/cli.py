@@ -1,0 +1,181 @@
+"""
+``pitch-sim``: generate the synthetic dataset, build training caches, write rosbag2 files.
+
+Defaults put everything under ``data/synthetic/`` (relative to the current folder; run
+from the repository root, where ``/data/`` is git-ignored)::
+
+    pitch-sim layout                      # -> data/synthetic/layout (6 x 9 x 10 trials)
+    pitch-sim cache --preprocess fast     # -> data/synthetic/cache_fast (120 px crops)
+    pitch-sim cache --preprocess paper    # -> data/synthetic/cache_paper (240 px crops)
+    pitch-sim bag --out data/synthetic/bags/stream.mcap --trials-per-block 2 --seed 123
+"""
+
+import argparse
+from dataclasses import replace
+import json
+from pathlib import Path
+import sys
+import time
+from typing import List, Optional
+
+DEFAULT_ROOT = Path('data') / 'synthetic'
+
+
+def _sim_config(args: argparse.Namespace):
+    from pitch_predictor.sim.generator import SimConfig
+    cfg = SimConfig(participants=args.participants, trials_per_block=args.trials,
+                    seed=args.seed)
+    if getattr(args, 'width', None):
+        cfg = replace(cfg, width=args.width)
+    if getattr(args, 'height', None):
+        cfg = replace(cfg, height=args.height)
+    return cfg
+
+
+def _add_sim_args(parser: argparse.ArgumentParser, trials_flag: str = '--trials') -> None:
+    parser.add_argument('--participants', type=int, default=6, help='number of pitchers')
+    parser.add_argument(trials_flag, dest='trials', type=int, default=10,
+                        help='trials per participant and block')
+    parser.add_argument('--seed', type=int, default=0, help='dataset seed (deterministic)')
+    parser.add_argument('--workers', type=int, default=2, help='render processes')
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
+
+
+def cmd_layout(args: argparse.Namespace) -> int:
+    """Generate the dataset into the real layout."""
+    from pitch_predictor.data.cache import _config_dict
+    from pitch_predictor.data.layout import write_meta, write_trial
+    from pitch_predictor.sim.generator import generate_trials, plan_dataset
+
+    cfg = _sim_config(args)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        print(f'error: {out} exists and is not empty (use --force to overwrite)',
+              file=sys.stderr)
+        return 2
+    if out.exists():
+        import shutil
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    t0 = time.time()
+    specs = plan_dataset(cfg)
+    trials_meta = {}
+    for trial in generate_trials(cfg, specs, workers=args.workers, desc='pitch-sim layout'):
+        write_trial(out, trial.trial_id, trial.block, trial.joints, jpegs=trial.jpegs,
+                    image_format=args.format)
+        trials_meta[trial.trial_id] = trial.meta()
+    write_meta(out, {'generator': 'pitchsim', 'config': _config_dict(cfg),
+                     'trials': trials_meta})
+    elapsed = time.time() - t0
+    print(f'wrote {len(specs)} trials to {out} in {elapsed:.1f} s, '
+          f'{_dir_size(out) / 1e6:.0f} MB')
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Build a memory-mapped training cache from a layout or straight from the generator."""
+    from pitch_predictor.data.cache import build_cache
+    from pitch_predictor.preprocessing import fast_preprocess, paper_preprocess
+
+    preprocess = fast_preprocess() if args.preprocess == 'fast' else paper_preprocess()
+    out = Path(args.out or DEFAULT_ROOT / f'cache_{args.preprocess}')
+    source = _sim_config(args) if args.generate else Path(args.source)
+    t0 = time.time()
+    cache = build_cache(source, out, preprocess, workers=args.workers)
+    found = cache.start_found.mean() if len(cache) else 0.0
+    summary = {'trials': len(cache), 'folder': str(out), 'seconds': round(time.time() - t0, 1),
+               'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found)}
+    if (cache.true_start >= 0).any():
+        import numpy as np
+        err = np.abs(np.asarray(cache.start) - np.asarray(cache.true_start))
+        summary['start_within_3_frames'] = float((err <= 3).mean())
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_bag(args: argparse.Namespace) -> int:
+    """Write several generated trials back to back as one rosbag2 (mcap) recording."""
+    from pitch_predictor.data.bag import write_recording
+    from pitch_predictor.sim.generator import generate_trials, plan_dataset, SimConfig
+
+    cfg = SimConfig(participants=args.participants, trials_per_block=args.trials,
+                    seed=args.seed)
+    # One continuous recording: one session (room, light, camera) per participant, the
+    # participants one after the other, each one's trials in a shuffled order.
+    specs = [replace(s, session=0) for s in plan_dataset(cfg)]
+    if args.shuffle:
+        import numpy as np
+        rng = np.random.default_rng(args.seed)
+        ordered = []
+        for p in range(cfg.participants):
+            own = [s for s in specs if s.participant_index == p]
+            ordered.extend(own[i] for i in rng.permutation(len(own)))
+        specs = ordered
+    trials = generate_trials(cfg, specs, workers=args.workers, width=args.width,
+                             height=args.height, desc='pitch-sim bag')
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = write_recording(out, trials, compressed=args.compressed,
+                              gap_frames=args.gap_frames, start_time_ns=args.start_time_ns,
+                              seed=args.seed, overwrite=True)
+    size = _dir_size(out) if out.is_dir() else out.stat().st_size
+    print(f'wrote {len(records)} trials to {out} ({size / 1e6:.0f} MB)')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``pitch-sim`` argument parser."""
+    parser = argparse.ArgumentParser(prog='pitch-sim', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    layout = sub.add_parser('layout', help='generate the dataset in the real layout')
+    layout.add_argument('--out', default=str(DEFAULT_ROOT / 'layout'))
+    _add_sim_args(layout)
+    layout.add_argument('--format', choices=('jpg', 'png'), default='jpg',
+                        help='frame files (jpg: the generator JPEG bytes as they are)')
+    layout.add_argument('--width', type=int, default=None, help='frame width (default 426)')
+    layout.add_argument('--height', type=int, default=None, help='frame height (default 240)')
+    layout.add_argument('--force', action='store_true', help='overwrite --out')
+    layout.set_defaults(func=cmd_layout)
+
+    cache = sub.add_parser('cache', help='build the memory-mapped training cache')
+    cache.add_argument('--source', default=str(DEFAULT_ROOT / 'layout'),
+                       help='layout folder (ignored with --generate)')
+    cache.add_argument('--out', default=None,
+                       help='cache folder (default data/synthetic/cache_<preprocess>)')
+    cache.add_argument('--preprocess', choices=('fast', 'paper'), default='fast')
+    cache.add_argument('--generate', action='store_true',
+                       help='render the trials straight from the generator')
+    _add_sim_args(cache)
+    cache.set_defaults(func=cmd_cache)
+
+    bag = sub.add_parser('bag', help='write a rosbag2 (mcap) recording of generated trials')
+    bag.add_argument('--out', default=str(DEFAULT_ROOT / 'bags' / 'stream.mcap'))
+    _add_sim_args(bag, trials_flag='--trials-per-block')
+    bag.set_defaults(participants=1, trials=2, seed=123)
+    bag.add_argument('--compressed', action='store_true',
+                     help='images as sensor_msgs/CompressedImage (jpeg) instead of raw bgr8')
+    bag.add_argument('--width', type=int, default=960)
+    bag.add_argument('--height', type=int, default=540)
+    bag.add_argument('--gap-frames', type=int, default=15,
+                     help='still frames between trials (the pitcher stands at rest)')
+    bag.add_argument('--start-time-ns', type=int, default=1_767_225_600_000_000_000,
+                     help='stamp of the first frame (default 2026-01-01T00:00:00Z)')
+    bag.add_argument('--no-shuffle', dest='shuffle', action='store_false',
+                     help='keep trials ordered by block (default: shuffled by --seed)')
+    bag.set_defaults(func=cmd_bag)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``pitch-sim``."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The dataset layout, the loader's errors, the training cache and the splits."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from pitch_predictor.data.cache import (
+    build_cache, CacheError, lopo_splits, paper_split, TrialCache)
+from pitch_predictor.data.layout import (
+    DatasetError, load_trial_frames, load_trial_joints, scan_dataset, write_meta, write_trial)
+from pitch_predictor.preprocessing import crop_frames, fast_preprocess
+from pitch_predictor.sim.generator import generate_trials, small_config
+import pytest
+
+
+@pytest.fixture(scope='module')
+def generated():
+    """Nine small trials (one per block) and their config."""
+    cfg = small_config(width=213, height=120, seed=2)
+    return cfg, list(generate_trials(cfg, workers=1, progress=False))
+
+
+def write_layout(root: Path, trials, image_format: str) -> Path:
+    for t in trials:
+        write_trial(root, t.trial_id, t.block, t.joints, jpegs=t.jpegs,
+                    image_format=image_format)
+    write_meta(root, {'trials': {t.trial_id: t.meta() for t in trials}})
+    return root
+
+
+@pytest.mark.parametrize('image_format', ['jpg', 'png'])
+def test_layout_round_trip_is_exact(tmp_path, generated, image_format):
+    _, trials = generated
+    root = write_layout(tmp_path / 'set', trials, image_format)
+    assert (root / 'color' / 'intent05').is_dir() and (root / 'joint' / 'intent05').is_dir()
+    records = scan_dataset(root)
+    assert [r.block for r in records] == sorted(t.block for t in trials)
+    by_id = {t.trial_id: t for t in trials}
+    for rec in records:
+        trial = by_id[rec.trial_id]
+        assert rec.participant == 'P1' and rec.trial_index == 0
+        assert rec.true_start == trial.true_start
+        assert all(p.suffix == '.' + image_format for p in rec.frame_paths)
+        np.testing.assert_array_equal(load_trial_frames(rec), trial.frames())
+        np.testing.assert_array_equal(load_trial_joints(rec), trial.joints)
+
+
+def test_layout_to_cache_equals_generating_directly(tmp_path):
+    # Two trials per block: the row order (participant, block, trial) must agree too.
+    cfg = small_config(width=213, height=120, seed=2, trials_per_block=2)
+    trials = list(generate_trials(cfg, workers=1, progress=False))
+    root = write_layout(tmp_path / 'set', trials, 'jpg')
+    pre = fast_preprocess()
+    from_layout = build_cache(root, tmp_path / 'c1', pre, workers=1, progress=False)
+    direct = build_cache(cfg, tmp_path / 'c2', pre, workers=1, progress=False)
+    assert from_layout.trial_ids == direct.trial_ids
+    for name in ('frames', 'joints', 'labels', 'participants', 'trial_index', 'true_start',
+                 'start', 'start_found'):
+        np.testing.assert_array_equal(getattr(from_layout, name), getattr(direct, name), name)
+    # The crops are preprocessing.crop_frames of the decoded frames (one source of truth).
+    first = [t for t in trials if t.trial_id == direct.trial_ids[0]][0]
+    np.testing.assert_array_equal(direct.frames[0], crop_frames(first.frames(), pre))
+    assert direct.frames.shape == (18, 90, 120, 120, 3)
+    assert list(direct.labels) == sorted(list(range(9)) * 2)
+    assert list(direct.trial_index) == [0, 1] * 9
+    assert direct.preprocess == pre and len(direct) == 18
+    # The detector finds the true start within 3 frames on these trials.
+    err = np.abs(np.asarray(direct.start) - np.asarray(direct.true_start))
+    assert (err <= 3).mean() >= 16 / 18
+
+
+def test_missing_frame_is_named(tmp_path, generated):
+    root = write_layout(tmp_path / 'set', generated[1][:1], 'jpg')
+    rec = scan_dataset(root)[0]
+    rec.frame_paths[40].unlink()
+    rec = scan_dataset(root)[0]
+    with pytest.raises(DatasetError, match=r'0040\.jpg: missing frame 40'):
+        load_trial_frames(rec)
+
+
+def test_last_frame_missing_is_reported(tmp_path, generated):
+    root = write_layout(tmp_path / 'set', generated[1][:1], 'jpg')
+    rec = scan_dataset(root)[0]
+    rec.frame_paths[-1].unlink()
+    with pytest.raises(DatasetError, match='has 89 frames, expected 90'):
+        load_trial_frames(scan_dataset(root)[0])
+
+
+def test_unreadable_image_is_named(tmp_path, generated):
+    root = write_layout(tmp_path / 'set', generated[1][:1], 'jpg')
+    rec = scan_dataset(root)[0]
+    rec.frame_paths[7].write_bytes(b'not an image')
+    with pytest.raises(DatasetError, match=r'0007\.jpg: unreadable image'):
+        load_trial_frames(rec)
+
+
+def test_joints_of_wrong_shape_are_named(tmp_path, generated):
+    root = write_layout(tmp_path / 'set', generated[1][:1], 'jpg')
+    rec = scan_dataset(root)[0]
+    np.save(rec.joints_path, np.zeros((90, 20, 3), np.float32))
+    with pytest.raises(DatasetError, match=r'joints\.npy: joints have shape \(90, 20, 3\)'):
+        load_trial_joints(rec)
+    rec.joints_path.write_bytes(b'garbage')
+    with pytest.raises(DatasetError, match=r'joints\.npy: unreadable joint file'):
+        load_trial_joints(rec)
+
+
+def test_matlab_order_joints_are_accepted(tmp_path, generated):
+    trial = generated[1][0]
+    root = write_layout(tmp_path / 'set', [trial], 'jpg')
+    rec = scan_dataset(root)[0]
+    np.save(rec.joints_path, np.transpose(trial.joints, (1, 2, 0)))  # (25, 3, T)
+    np.testing.assert_array_equal(load_trial_joints(rec), trial.joints)
+
+
+def test_missing_joint_file_and_empty_root(tmp_path, generated):
+    root = write_layout(tmp_path / 'set', generated[1][:1], 'jpg')
+    rec = scan_dataset(root)[0]
+    rec.joints_path.unlink()
+    with pytest.raises(DatasetError, match='no joint file'):
+        scan_dataset(root)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DatasetError, match='no color/intentNN folders'):
+        scan_dataset(tmp_path / 'empty')
+
+
+def test_real_layout_with_split_and_pitcher_levels(tmp_path, generated):
+    # [13]'s variants: <root>/train/color/intentNN/<pitcher>/<trial>/ and .../joint/...
+    trial = generated[1][0]
+    base = tmp_path / 'real' / 'train'
+    name = f'intent{trial.block:02d}_ZL_201801302254_trial06'
+    color = base / 'color' / f'intent{trial.block:02d}' / 'ZL' / name
+    color.mkdir(parents=True)
+    for i, data in enumerate(trial.jpegs):
+        (color / f'{i + 1}.png').write_bytes(data)  # numbering from 1, png suffix
+    joint = base / 'joint' / f'intent{trial.block:02d}' / 'ZL' / name
+    joint.mkdir(parents=True)
+    np.save(joint / 'joint_positions_3d.npy', trial.joints)
+    rec = scan_dataset(tmp_path / 'real')[0]
+    assert (rec.participant, rec.block, rec.split, rec.true_start) == \
+        ('ZL', trial.block, 'train', -1)
+    np.testing.assert_array_equal(load_trial_frames(rec), trial.frames())
+
+
+def fake_cache(participants: int = 6, blocks: int = 9, trials: int = 10):
+    """Return a cache-like object with the 6 x 9 x 10 bookkeeping of the paper (no frames)."""
+    p, b, t = np.meshgrid(np.arange(participants), np.arange(blocks), np.arange(trials),
+                          indexing='ij')
+    return SimpleNamespace(participants=p.ravel(), labels=b.ravel(), trial_index=t.ravel(),
+                           participant_names=[f'P{i + 1}' for i in range(participants)])
+
+
+def test_paper_split_is_eight_two_per_participant_and_block():
+    cache = fake_cache()
+    train, test = paper_split(cache)
+    assert len(train) == 432 and len(test) == 108
+    assert len(np.intersect1d(train, test)) == 0
+    for p in range(6):
+        for b in range(9):
+            group = (cache.participants == p) & (cache.labels == b)
+            assert group[test].sum() == 2 and group[train].sum() == 8
+    again = paper_split(cache)
+    np.testing.assert_array_equal(again[1], test)
+    assert not np.array_equal(paper_split(cache, seed=1)[1], test)
+
+
+def test_lopo_splits():
+    cache = fake_cache()
+    folds = lopo_splits(cache)
+    assert [f[0] for f in folds] == [f'P{i}' for i in range(1, 7)]
+    seen = []
+    for name, train, test in folds:
+        assert len(test) == 90 and len(train) == 450
+        assert set(cache.participants[test]) == {int(name[1:]) - 1}
+        assert int(name[1:]) - 1 not in set(cache.participants[train])
+        seen.extend(test.tolist())
+    assert sorted(seen) == list(range(540))
+
+
+def test_cache_errors_name_the_file(tmp_path):
+    with pytest.raises(CacheError, match='meta.json'):
+        TrialCache(tmp_path)
