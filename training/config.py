@@ -1,0 +1,148 @@
+"""
+Training configuration: one dataclass, read from YAML plus ``key=value`` overrides.
+
+A config file sets any subset of :class:`TrainConfig`'s fields; the command line can
+override any of them (``epochs=5``, ``model_config.fusion=flat``), values parsed as
+YAML so ``5`` is an int, ``1e-4`` a float and ``true`` a bool.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed or names an unknown key."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (the defaults are the paper's recipe)."""
+
+    name: str = 'run'
+    # Network: registry name, preset ('paper' = the library's defaults, 'fast' =
+    # networks.FAST_CONFIG) and explicit overrides of its keyword arguments.
+    model: str = 'convgru2d_alexnet'
+    model_preset: str = 'paper'
+    model_config: Dict[str, Any] = field(default_factory=dict)
+    # Image geometry: 'paper' (240 stored, 224 input), 'fast' (120 stored, 112 input),
+    # or a dict of PreprocessConfig fields.
+    preprocess: Any = 'paper'
+    sampling: int = 1
+    # Optimisation (Section IV-B: Adam, lr 1e-4, batch 32, L2 5e-4, 300 epochs).
+    epochs: int = 300
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    optimizer: str = 'adam'
+    lr_schedule: str = 'constant'
+    warmup_epochs: int = 0
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
+    # Weight initialisation: 'default' (PyTorch's) or 'kaiming' (He normal for leaky
+    # ReLU on every conv and linear weight, zero biases; recurrent cells keep theirs).
+    init: str = 'default'
+    # Optional ImageNet AlexNet weights (a local file; nothing is downloaded).
+    pretrained: str = ''
+    # Data: a TrialCache directory (or a dataset the cache is built from) and the split:
+    # 'paper' (8 train / 2 test per participant and block) or 'lopo:<participant>'.
+    data: str = 'data/synthetic/cache_fast'
+    split: str = 'paper'
+    out: str = ''
+    # Runtime.
+    seed: int = 0
+    device: str = 'auto'
+    num_workers: int = 2
+    amp: bool = True
+    eval_every: int = 1
+    max_minutes: float = 0.0
+    resume: bool = True
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        """Coerce scalars to the field's type (YAML reads ``1e-4`` as a string)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ('float', float) and not isinstance(value, float):
+                setattr(self, f.name, self._convert(float, f.name, value))
+            elif f.type in ('int', int) and not isinstance(value, int):
+                setattr(self, f.name, self._convert(int, f.name, value))
+            elif f.type in ('bool', bool) and not isinstance(value, bool):
+                setattr(self, f.name, str(value).lower() in ('1', 'true', 'yes', 'on'))
+            elif f.type in ('str', str) and not isinstance(value, str):
+                setattr(self, f.name, str(value))
+
+    @staticmethod
+    def _convert(kind: type, name: str, value: Any) -> Any:
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f'config key {name!r} needs a {kind.__name__}, '
+                              f'got {value!r}') from None
+
+    def run_dir(self) -> Path:
+        """Return the output folder (``runs/<name>`` unless ``out`` is set)."""
+        return Path(self.out) if self.out else Path('runs') / self.name
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Return a plain, YAML-serialisable dict."""
+        return asdict(self)
+
+
+_FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+
+
+def _apply(values: Dict[str, Any], key: str, value: Any, where: str) -> None:
+    top, _, rest = key.partition('.')
+    if top not in _FIELD_NAMES:
+        raise ConfigError(f'{where}: unknown config key {top!r} '
+                          f'(known: {", ".join(sorted(_FIELD_NAMES))})')
+    if not rest:
+        values[top] = value
+        return
+    # Dotted keys reach into dict-valued fields such as model_config or preprocess.
+    node = values.setdefault(top, {})
+    if not isinstance(node, dict):
+        node = values[top] = {}
+    parts = rest.split('.')
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """Parse ``key=value`` strings (values as YAML scalars) into a dict."""
+    parsed: Dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition('=')
+        if not sep or not key:
+            raise ConfigError(f'override {item!r} is not of the form key=value')
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ''
+    return parsed
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,
+                ) -> TrainConfig:
+    """Read a YAML config (optional) and apply overrides; unknown keys are errors."""
+    values: Dict[str, Any] = {}
+    if path:
+        config_path = Path(path)
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f'{config_path}: cannot read config: {exc}') from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f'{config_path}: top level must be a mapping')
+        values.setdefault('name', config_path.stem)
+        for key, value in loaded.items():
+            _apply(values, key, value, str(config_path))
+    for key, value in (overrides or {}).items():
+        _apply(values, key, value, 'command line')
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write the resolved config (what actually ran) as YAML."""
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

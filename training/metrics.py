@@ -1,0 +1,76 @@
+"""Classification metrics for the 9-block task: accuracy, confusion, calibration."""
+
+from typing import Dict, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """Return counts (num_classes, num_classes): row = true class, column = predicted."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Return the recall of every class (NaN for a class absent from the labels)."""
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(totals > 0, np.diag(matrix) / np.maximum(totals, 1), np.nan)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10,
+                               ) -> float:
+    """
+    Return the ECE: sum over confidence bins of |B|/N * |accuracy(B) - confidence(B)|.
+
+    Confidence is the top class probability; bins are equal-width on (0, 1], a
+    confidence of exactly 0 goes to the first bin.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float('nan')
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    bins = np.clip(np.ceil(confidence * num_bins).astype(int) - 1, 0, num_bins - 1)
+    ece = 0.0
+    for b in range(num_bins):
+        members = bins == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Return the mean -log p(true class) (probabilities clipped at 1e-12)."""
+    picked = np.asarray(probs)[np.arange(len(labels)), np.asarray(labels)]
+    return float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+
+
+def summarize(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+              ) -> Dict[str, object]:
+    """Return the metrics dict written to ``metrics.json`` for one evaluation."""
+    preds = np.asarray(probs).argmax(axis=1)
+    matrix = confusion_matrix(labels, preds, len(class_names))
+    per_class = per_class_accuracy(matrix)
+    return {
+        'num_trials': int(len(labels)),
+        'accuracy': float((preds == np.asarray(labels)).mean()) if len(labels) else float('nan'),
+        'per_block_accuracy': {
+            name: (None if np.isnan(acc) else float(acc))
+            for name, acc in zip(class_names, per_class)
+        },
+        'ece': expected_calibration_error(probs, labels),
+        'nll': negative_log_likelihood(probs, labels),
+        'confusion_matrix': matrix.tolist(),
+    }
+
+
+def mean_and_std(values: Sequence[float]) -> Dict[str, float]:
+    """Return mean, sample standard deviation (0 for one value) and count."""
+    array = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if array.size == 0:
+        return {'mean': float('nan'), 'std': float('nan'), 'n': 0}
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {'mean': float(array.mean()), 'std': std, 'n': int(array.size)}

@@ -1,0 +1,80 @@
+"""Figures of a run and of the experiments (PNG files, no display needed)."""
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
+                   title: str = 'Confusion matrix') -> None:
+    """Save the confusion matrix (rows true, columns predicted) with counts in the cells."""
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    image = ax.imshow(matrix, cmap='Blues')
+    ax.set_xticks(range(len(class_names)), [n.replace('block', '') for n in class_names])
+    ax.set_yticks(range(len(class_names)), [n.replace('block', '') for n in class_names])
+    ax.set_xlabel('predicted block')
+    ax.set_ylabel('true block')
+    ax.set_title(title)
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(col, row, str(count), ha='center', va='center',
+                    color='white' if count > threshold else 'black', fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(history: List[Mapping[str, float]], path: Path, title: str = '') -> None:
+    """Save training loss and train/test accuracy against epoch."""
+    epochs = [h['epoch'] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h['train_loss'] for h in history], label='train')
+    evaluated = [h for h in history if h.get('test_loss') is not None]
+    if evaluated:
+        ax_loss.plot([h['epoch'] for h in evaluated], [h['test_loss'] for h in evaluated],
+                     label='test')
+    ax_loss.set_xlabel('epoch')
+    ax_loss.set_ylabel('cross-entropy')
+    ax_loss.legend()
+    ax_acc.plot(epochs, [h['train_acc'] for h in history], label='train (augmented clips)')
+    if evaluated:
+        ax_acc.plot([h['epoch'] for h in evaluated], [h['test_acc'] for h in evaluated],
+                    label='test (Table II averaging)')
+    ax_acc.axhline(1 / 9, color='grey', linestyle=':', label='chance')
+    ax_acc.set_xlabel('epoch')
+    ax_acc.set_ylabel('accuracy')
+    ax_acc.set_ylim(0, 1)
+    ax_acc.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_series(series: Dict[str, Tuple[Sequence[float], Sequence[float], Sequence[float]]],
+                path: Path, *, xlabel: str, ylabel: str = 'accuracy', title: str = '',
+                reference: float = 1 / 9) -> None:
+    """Save lines with error bars: ``series[label] = (x, mean, std)``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, mean, std) in series.items():
+        ax.errorbar(x, mean, yerr=std, marker='o', capsize=3, label=label)
+    if reference is not None:
+        ax.axhline(reference, color='grey', linestyle=':', label='chance')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

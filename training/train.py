@@ -1,0 +1,449 @@
+"""
+Train one network on the trial cache: one explicit loop, nanoGPT style.
+
+Single process (CPU or one GPU)::
+
+    python -m training.train --config training/configs/fast_convgru2d.yaml \
+        [--data DIR] [--out DIR] [key=value ...]
+
+Several GPUs or nodes (DistributedDataParallel; gloo on CPU, NCCL on CUDA), no change::
+
+    torchrun --standalone --nproc_per_node 2 -m training.train --config ...
+
+The run folder gets ``state.pt`` (resume point, rewritten every epoch), ``model.pt``
+(the node's checkpoint format), ``metrics.json``, ``confusion.csv``/``.png``,
+``curves.png``, ``predictions.csv`` and ``config.yaml``. Rerunning the same command
+resumes from ``state.pt``; a larger ``epochs=`` continues a finished run.
+"""
+
+import argparse
+import csv
+from dataclasses import dataclass
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from pitch_predictor.checkpoint import save_checkpoint
+from pitch_predictor.data.cache import lopo_splits, paper_split, TrialCache
+from pitch_predictor.device import select_device
+from pitch_predictor.kinect import CLASS_NAMES
+from pitch_predictor.networks import build_model, fast_config, model_config_defaults
+from pitch_predictor.preprocessing import (
+    fast_preprocess, paper_preprocess, PreprocessConfig)
+import torch
+from torch import nn
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+from training.config import ConfigError, load_config, parse_overrides, save_config, TrainConfig
+from training.dataset import augment_batch, ClipCollate, ClipDataset
+from training.evaluate import predict_trials
+from training.metrics import summarize
+from training.plots import plot_confusion, plot_curves
+
+# Keys whose change makes an existing run folder a different run (resume refuses it).
+RUN_IDENTITY_KEYS = ('model', 'model_preset', 'model_config', 'preprocess', 'sampling',
+                     'split', 'seed', 'batch_size', 'optimizer', 'pretrained', 'init')
+
+
+@dataclass
+class Distributed:
+    """Where this process sits in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        """Return True under torchrun with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Return True on the process that evaluates and writes files."""
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> Tuple[Distributed, torch.device]:
+    """Join the process group torchrun describes in the environment; pick the device."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    info = Distributed(int(os.environ.get('RANK', '0')), int(os.environ.get('LOCAL_RANK', '0')),
+                       world_size)
+    device = select_device(device_pref)
+    if device.type == 'cuda' and info.enabled:
+        device = torch.device('cuda', info.local_rank)
+        torch.cuda.set_device(device)
+    if info.enabled:
+        dist.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo')
+    return info, device
+
+
+def resolve_preprocess(spec: Any) -> PreprocessConfig:
+    """Return the PreprocessConfig for 'paper', 'fast' or a dict (optional 'preset' key)."""
+    presets = {'paper': paper_preprocess, 'fast': fast_preprocess}
+    if isinstance(spec, str):
+        if spec not in presets:
+            raise ConfigError(f'preprocess: unknown preset {spec!r} (use paper, fast or a dict)')
+        return presets[spec]()
+    if isinstance(spec, dict):
+        values = dict(spec)
+        base = presets[values.pop('preset', 'paper')]().to_dict()
+        base.update(values)
+        return PreprocessConfig.from_dict(base)
+    raise ConfigError(f'preprocess must be a preset name or a mapping, got {spec!r}')
+
+
+def resolve_model_config(cfg: TrainConfig) -> Dict[str, Any]:
+    """Return the full keyword config for ``build_model``: preset, then explicit overrides."""
+    presets = {'paper': model_config_defaults, 'fast': fast_config}
+    if cfg.model_preset not in presets:
+        raise ConfigError(f'model_preset must be paper or fast, got {cfg.model_preset!r}')
+    kwargs = presets[cfg.model_preset](cfg.model)
+    unknown = sorted(set(cfg.model_config) - set(kwargs))
+    if unknown:
+        raise ConfigError(f'model_config: {cfg.model} takes no {unknown} '
+                          f'(it takes {sorted(kwargs)})')
+    kwargs.update(cfg.model_config)
+    return kwargs
+
+
+def open_cache(data: str, preprocess: Optional[PreprocessConfig]) -> TrialCache:
+    """Open the TrialCache in ``data``; check its crops' size (RGB models only)."""
+    cache = TrialCache(data)
+    stored = cache.preprocess.stored_size
+    if preprocess is not None and stored != preprocess.stored_size:
+        raise ConfigError(f'{data}: cache stores {stored}px crops but the config wants '
+                          f'{preprocess.stored_size}px (preprocess={preprocess})')
+    return cache
+
+
+def make_split(cache: TrialCache, split: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Return (train, test) trial indices: 'paper' or 'lopo:<participant>'."""
+    if split == 'paper':
+        train_idx, test_idx = paper_split(cache)
+        return np.asarray(train_idx), np.asarray(test_idx)
+    if split.startswith('lopo:'):
+        wanted = split.split(':', 1)[1]
+        folds = lopo_splits(cache)
+        for participant, train_idx, test_idx in folds:
+            if str(participant) == wanted:
+                return np.asarray(train_idx), np.asarray(test_idx)
+        raise ConfigError(f'split {split!r}: no participant {wanted!r} in the cache '
+                          f'(participants: {[str(p) for p, _, _ in folds]})')
+    raise ConfigError(f'split must be "paper" or "lopo:<participant>", got {split!r}')
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Return the optimizer (Adam's weight_decay is the paper's L2 penalty)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == 'adam':
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == 'adamw':
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == 'sgd':
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ConfigError(f'optimizer must be adam, adamw or sgd, got {cfg.optimizer!r}')
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Return the learning rate at an optimizer step: linear warmup, then constant or cosine."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.lr_schedule == 'constant':
+        return cfg.lr
+    if cfg.lr_schedule == 'cosine':
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    raise ConfigError(f'lr_schedule must be constant or cosine, got {cfg.lr_schedule!r}')
+
+
+def initialise(model: nn.Module, scheme: str, negative_slope: float) -> None:
+    """Re-initialise the feed-forward weights ('kaiming') or keep the builder's ('default')."""
+    if scheme == 'default':
+        return
+    if scheme != 'kaiming':
+        raise ConfigError(f'init must be default or kaiming, got {scheme!r}')
+    recurrent = {id(p) for name, module in model.named_modules()
+                 if 'recurrent' in name or isinstance(module, nn.GRU) for p in module.parameters()}
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.Linear)) \
+                and id(module.weight) not in recurrent:
+            # He et al.: keeps the activation scale through leaky-ReLU layers, which
+            # PyTorch's default (uniform, fan-in / 3) lets shrink layer by layer.
+            nn.init.kaiming_normal_(module.weight, a=negative_slope, nonlinearity='leaky_relu')
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def load_pretrained(model: nn.Module, path: str) -> None:
+    """Load ImageNet AlexNet weights from a local file into the model's backbone."""
+    from pitch_predictor import networks
+    loader = getattr(networks, 'load_imagenet_alexnet', None)
+    if loader is None:
+        raise ConfigError('pretrained: this version of pitch_predictor.networks cannot load '
+                          'ImageNet AlexNet weights')
+    loader(model, path)
+
+
+def check_resumable(state: Dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    """Refuse to resume a run folder that holds a different run."""
+    saved = state.get('config', {})
+    changed = [k for k in RUN_IDENTITY_KEYS if saved.get(k) != cfg.to_dict()[k]]
+    if changed:
+        raise ConfigError(f'{path} holds a different run (changed: {", ".join(changed)}); '
+                          'use another --out or resume=false')
+
+
+def write_predictions(path: Path, cache: TrialCache, trials: np.ndarray,
+                      probs: np.ndarray) -> None:
+    """Write one row per test trial: ids, true and predicted block, probabilities."""
+    with path.open('w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['trial', 'participant', 'trial_index', 'true_block', 'pred_block']
+                        + [f'p_block{b}' for b in range(1, 10)])
+        for trial, p in zip(trials, probs):
+            participant = cache.participant_names[int(cache.participants[trial])]
+            writer.writerow([int(trial), participant, int(cache.trial_index[trial]),
+                             int(cache.labels[trial]) + 1, int(p.argmax()) + 1]
+                            + [f'{v:.5f}' for v in p])
+
+
+def write_confusion_csv(path: Path, matrix: List[List[int]]) -> None:
+    """Write the confusion matrix with block numbers as row and column headers."""
+    with path.open('w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['true\\pred'] + [str(b) for b in range(1, 10)])
+        for block, row in enumerate(matrix, start=1):
+            writer.writerow([block] + list(row))
+
+
+def ranks_weight_difference(model: nn.Module) -> List[float]:
+    """Return, for every rank, the largest |weight - rank 0's weight| (all 0 when in sync)."""
+    flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    mine = (flat - reference).abs().max().reshape(1).float()
+    gathered = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    return [float(d) for d in gathered]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    parser.add_argument('--config', help='YAML file under training/configs/')
+    parser.add_argument('--data', help='TrialCache folder (overrides the config)')
+    parser.add_argument('--out', help='run folder (default runs/<config name>)')
+    parser.add_argument('overrides', nargs='*', help='key=value overrides of config keys')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Train, evaluate and write the run folder; return the metrics (on rank 0)."""
+    args = parse_args(argv)
+    overrides = parse_overrides(args.overrides)
+    if args.data:
+        overrides['data'] = args.data
+    if args.out:
+        overrides['out'] = args.out
+    cfg = load_config(args.config, overrides)
+    ddp, device = setup_distributed(cfg.device)
+    cuda = device.type == 'cuda'
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    elif ddp.enabled and not cuda:
+        # Several CPU ranks on one machine would otherwise oversubscribe its cores.
+        local = int(os.environ.get('LOCAL_WORLD_SIZE', ddp.world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    run_dir = cfg.run_dir()
+    if ddp.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / 'config.yaml')
+    log = print if ddp.is_main else (lambda *a, **k: None)
+    # Progress bars on rank 0 only; TQDM_DISABLE=1 (the experiment runner) keeps logs clean.
+    quiet = not ddp.is_main or os.environ.get('TQDM_DISABLE', '') == '1'
+
+    # ---- model (same seed on every rank; DDP also broadcasts rank 0's weights)
+    preprocess = resolve_preprocess(cfg.preprocess)
+    model_config = resolve_model_config(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, **model_config)
+    initialise(model, cfg.init, float(model_config.get('negative_slope', 0.0)))
+    if cfg.pretrained:
+        load_pretrained(model, cfg.pretrained)
+    kind = getattr(model, 'input_kind', 'rgb')
+    if kind == 'rgb' and getattr(model, 'input_size', 0) not in (0, preprocess.output_size):
+        raise ConfigError(f'{cfg.model} takes {model.input_size}px input but preprocess '
+                          f'gives {preprocess.output_size}px')
+
+    # ---- data: memory-mapped uint8 crops, one sample = one clip of the detected window
+    cache = open_cache(cfg.data, preprocess if kind == 'rgb' else None)
+    train_idx, test_idx = make_split(cache, cfg.split)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ConfigError(f'{cfg.data}: split {cfg.split!r} leaves {len(train_idx)} training '
+                          f'and {len(test_idx)} test trials; both must be non-empty')
+    model.to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    num_params = sum(p.numel() for p in model.parameters())
+
+    start_epoch, history, elapsed_before = 0, [], 0.0
+    state_path = run_dir / 'state.pt'
+    if cfg.resume and state_path.exists():
+        state = torch.load(state_path, map_location='cpu', weights_only=True)
+        check_resumable(state, cfg, state_path)
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        start_epoch, history = int(state['epoch']), list(state['history'])
+        elapsed_before = float(state.get('train_seconds', 0.0))
+        log(f'resuming {run_dir} after epoch {start_epoch}')
+    raw_model = model
+    if ddp.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+
+    dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed)
+    # CPU: the batched augmentation runs in the loader workers, overlapping the step;
+    # GPU: on the device, in the main process.
+    augment_in_loader = kind == 'rgb' and not cuda and cfg.num_workers > 0
+    collate = ClipCollate(preprocess, cfg.seed, augment=augment_in_loader)
+    sampler = DistributedSampler(dataset, num_replicas=ddp.world_size, rank=ddp.rank,
+                                 shuffle=True, seed=cfg.seed)
+    per_rank_batch = max(1, math.ceil(cfg.batch_size / ddp.world_size))
+    loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler,
+                        num_workers=cfg.num_workers, pin_memory=cuda, drop_last=False,
+                        persistent_workers=False, collate_fn=collate)
+    steps_per_epoch = len(loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    log(f'{cfg.name}: {cfg.model} ({num_params / 1e6:.2f} M params, {kind}) sampling '
+        f'{cfg.sampling}, {len(train_idx)} train / {len(test_idx)} test trials, '
+        f'{cfg.epochs} epochs x {steps_per_epoch} steps, device {device}, '
+        f'world {ddp.world_size}')
+
+    def evaluate() -> Tuple[np.ndarray, Dict[str, Any]]:
+        probs = predict_trials(raw_model, cache, test_idx, cfg.sampling, preprocess, device,
+                               autocast=cfg.amp)
+        return probs, summarize(probs, np.asarray(cache.labels)[test_idx], CLASS_NAMES)
+
+    # ---- the loop
+    train_seconds = elapsed_before
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        collate.set_epoch(epoch)
+        t0 = time.perf_counter()
+        sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+        bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=quiet,
+                   leave=False, dynamic_ncols=True)
+        for i, (clips, labels, trials) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group['lr'] = learning_rate(cfg, step, total_steps, steps_per_epoch)
+            clips = clips.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if kind == 'rgb' and not augment_in_loader:
+                clips = augment_batch(clips, trials.tolist(), preprocess, cfg.seed, epoch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+                logits = model(clips)
+                loss = nn.functional.cross_entropy(logits.float(), labels,
+                                                   label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            n = labels.shape[0]
+            sums += torch.tensor([loss.item() * n,
+                                  (logits.argmax(-1) == labels).sum().item(), n],
+                                 dtype=torch.float64)
+            bar.set_postfix(loss=f'{sums[0] / sums[2]:.3f}', acc=f'{sums[1] / sums[2]:.3f}')
+        if ddp.enabled:
+            dist.all_reduce(sums)
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        record = {'epoch': epoch + 1, 'train_loss': float(sums[0] / sums[2]),
+                  'train_acc': float(sums[1] / sums[2]), 'epoch_seconds': epoch_seconds,
+                  'lr': optimizer.param_groups[0]['lr'], 'test_loss': None, 'test_acc': None}
+        last = epoch + 1 == cfg.epochs
+        # Every rank takes the same decision, so no rank waits on a collective alone.
+        out_of_time = torch.tensor(
+            float(cfg.max_minutes > 0 and train_seconds > cfg.max_minutes * 60))
+        if ddp.enabled:
+            dist.all_reduce(out_of_time, op=dist.ReduceOp.MAX)
+        stop = bool(out_of_time.item())
+        if ddp.is_main:
+            if cfg.eval_every > 0 and ((epoch + 1) % cfg.eval_every == 0 or last or stop):
+                _, metrics = evaluate()
+                record.update(test_loss=metrics['nll'], test_acc=metrics['accuracy'])
+            history.append(record)
+            test_text = ('' if record['test_acc'] is None
+                         else f' test acc {record["test_acc"]:.3f}')
+            log(f'epoch {epoch + 1}: loss {record["train_loss"]:.3f} train acc '
+                f'{record["train_acc"]:.3f}{test_text} ({epoch_seconds:.1f} s)')
+            torch.save({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
+                        'epoch': epoch + 1, 'history': history, 'config': cfg.to_dict(),
+                        'train_seconds': train_seconds}, state_path)
+            plot_curves(history, run_dir / 'curves.png', title=cfg.name)
+        if ddp.enabled:
+            dist.barrier()
+        if stop and not last:
+            log(f'stopping after epoch {epoch + 1}: max_minutes={cfg.max_minutes} reached')
+            break
+
+    # ---- final evaluation and the run folder (rank 0)
+    rank_weight_diffs = ranks_weight_difference(raw_model) if ddp.enabled else [0.0]
+    result: Dict[str, Any] = {}
+    if ddp.is_main:
+        t0 = time.perf_counter()
+        probs, metrics = evaluate()
+        eval_seconds = time.perf_counter() - t0
+        epochs_run = len(history)
+        epoch_times = [h['epoch_seconds'] for h in history]
+        result = {
+            'name': cfg.name, 'model': cfg.model, 'model_config': model_config,
+            'preprocess': preprocess.to_dict(), 'sampling': cfg.sampling, 'split': cfg.split,
+            'data': str(cfg.data), 'num_train': int(len(train_idx)),
+            'num_test': int(len(test_idx)), 'num_parameters': int(num_params),
+            'epochs_run': epochs_run, 'world_size': ddp.world_size, 'device': str(device),
+            'seconds_per_epoch': float(np.mean(epoch_times)) if epoch_times else None,
+            'train_seconds': train_seconds, 'eval_seconds': eval_seconds,
+            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'command': ' '.join([os.path.basename(sys.executable), '-m', 'training.train']
+                                + list(argv if argv is not None else sys.argv[1:])),
+            'test': metrics, 'history': history, 'config': cfg.to_dict(),
+            'max_weight_diff_to_rank0': rank_weight_diffs,
+        }
+        save_checkpoint(run_dir / 'model.pt', raw_model, model_name=cfg.model,
+                        model_config=model_config, preprocess=preprocess,
+                        sampling_method=cfg.sampling,
+                        meta={'accuracy': metrics['accuracy'], 'ece': metrics['ece'],
+                              'epochs': epochs_run, 'split': cfg.split, 'data': str(cfg.data),
+                              'seed': cfg.seed, 'date': result['date'],
+                              'trained_by': 'training/train.py', 'run': cfg.name})
+        (run_dir / 'metrics.json').write_text(json.dumps(result, indent=2))
+        write_confusion_csv(run_dir / 'confusion.csv', metrics['confusion_matrix'])
+        plot_confusion(np.asarray(metrics['confusion_matrix']), CLASS_NAMES,
+                       run_dir / 'confusion.png',
+                       title=f'{cfg.name}: accuracy {metrics["accuracy"]:.3f}')
+        write_predictions(run_dir / 'predictions.csv', cache, test_idx, probs)
+        plot_curves(history, run_dir / 'curves.png', title=cfg.name)
+        log(f'{cfg.name}: test accuracy {metrics["accuracy"]:.4f}, ECE {metrics["ece"]:.4f}, '
+            f'{result["seconds_per_epoch"] or 0:.1f} s/epoch -> {run_dir}')
+    if ddp.enabled:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == '__main__':
+    main()
