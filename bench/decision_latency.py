@@ -1,0 +1,103 @@
+"""
+Decision latency: cached per-frame features against recomputing them at decision time.
+
+When a 40-frame window completes, the node runs only the recurrent layers and the head
+(``PredictorCore.clip_probabilities``) over backbone features it computed and cached as
+each frame arrived. The alternative, a pipeline on pre-cut clips like the paper's,
+computes every frame's CNN features at decision time: from the stored crops
+(test transform + backbone for all 40 frames), or from the raw camera frames (crop as
+well). All three give the same probabilities (checked); only the wait differs. The fast
+model (the shipped one when present) and the paper-size model (random weights), CPU.
+"""
+
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+from bench_models import bench_checkpoint
+from machine import machine_line, ratio_line
+import numpy as np
+from pitch_predictor.kinect import WINDOW
+from pitch_predictor.preprocessing import crop_frames
+from pitch_predictor.runtime.core import PredictorCore
+import torch
+
+REPEATS = {'fast': 30, 'paper': 8}
+
+
+def timed(fn: Callable[[], np.ndarray], repeat: int) -> List[float]:
+    """Wall times (s) of ``repeat`` calls after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(core: PredictorCore, repeat: int) -> Dict[str, List[float]]:
+    """Time the three decision paths on one random window; check they agree."""
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (WINDOW, 540, 960, 3), dtype=np.uint8)
+    crops = crop_frames(raw, core.preprocess)
+    cached = list(core.window_features_from_crops(crops))
+
+    def from_cache() -> np.ndarray:
+        return core.clip_probabilities(torch.stack(cached))
+
+    def from_crops() -> np.ndarray:
+        return core.clip_probabilities(core.window_features_from_crops(crops))
+
+    def from_raw() -> np.ndarray:
+        return core.clip_probabilities(
+            core.window_features_from_crops(crop_frames(raw, core.preprocess)))
+
+    reference = from_cache()
+    for fn in (from_crops, from_raw):
+        diff = float(np.abs(fn() - reference).max())
+        if diff > 1e-4:
+            raise AssertionError(f'{fn.__name__} disagrees with the cached path by {diff}')
+    return {name: timed(fn, repeat) for name, fn in
+            (('cached', from_cache), ('crops', from_crops), ('raw', from_raw))}
+
+
+def ms(values: List[float], q: float) -> float:
+    """Percentile of seconds, in ms."""
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def main() -> int:
+    """Measure and print the latency table and ratios."""
+    print('# Decision latency: cached features vs recomputing CNN features at decision time')
+    print(machine_line())
+    print('\n| model | sampling | path | p50 ms | p95 ms |')
+    print('|---|---|---|---|---|')
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in ('fast', 'paper'):
+            path, label = bench_checkpoint(tmp, size)
+            core = PredictorCore(path, device='cpu', notify=lambda key, message: None)
+            times = measure(core, REPEATS[size])
+            results[size] = times
+            names = {'cached': 'cached features (the node)',
+                     'crops': 'recompute from stored crops',
+                     'raw': 'recompute from 960x540 camera frames'}
+            for key, name in names.items():
+                print(f'| {label} | method {core.sampling_method} | {name} | '
+                      f'{ms(times[key], 50):.1f} | {ms(times[key], 95):.1f} |')
+            del core
+    print()
+    for size in ('fast', 'paper'):
+        t = results[size]
+        cached = ms(t['cached'], 50)
+        print(ratio_line(f'decision latency p50, recompute from crops / cached ({size} model)',
+                         ms(t['crops'], 50) / cached))
+        print(ratio_line(f'decision latency p50, recompute from camera frames / cached '
+                         f'({size} model)', ms(t['raw'], 50) / cached))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
