@@ -12,11 +12,10 @@ model (the shipped one when present) and the paper-size model (random weights), 
 
 import sys
 import tempfile
-import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 from bench_models import bench_checkpoint
-from machine import machine_line, ratio_line
+from machine import machine_line, ratio_line, time_call
 import numpy as np
 from pitch_predictor.kinect import WINDOW
 from pitch_predictor.preprocessing import crop_frames
@@ -24,17 +23,6 @@ from pitch_predictor.runtime.core import PredictorCore
 import torch
 
 REPEATS = {'fast': 30, 'paper': 8}
-
-
-def timed(fn: Callable[[], np.ndarray], repeat: int) -> List[float]:
-    """Wall times (s) of ``repeat`` calls after one warm-up call."""
-    fn()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def measure(core: PredictorCore, repeat: int) -> Dict[str, List[float]]:
@@ -59,7 +47,7 @@ def measure(core: PredictorCore, repeat: int) -> Dict[str, List[float]]:
         diff = float(np.abs(fn() - reference).max())
         if diff > 1e-4:
             raise AssertionError(f'{fn.__name__} disagrees with the cached path by {diff}')
-    return {name: timed(fn, repeat) for name, fn in
+    return {name: time_call(fn, repeat, warmup=1) for name, fn in
             (('cached', from_cache), ('crops', from_crops), ('raw', from_raw))}
 
 

@@ -14,10 +14,10 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 from bench_models import bench_checkpoint
-from machine import machine_line, ratio_line
+from machine import machine_line, ratio_line, time_call
 import numpy as np
 from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.kinect import WINDOW
@@ -50,18 +50,6 @@ class Backbone(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> features (N, C, h, w)."""
         return self.model.backbone(frames)
-
-
-def timed(fn: Callable[[], object], repeat: int) -> List[float]:
-    """Wall times (s) of ``repeat`` calls after two warm-up calls."""
-    fn()
-    fn()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def backends(module: nn.Module, example: torch.Tensor, tmp: str, tag: str) -> Dict[str, dict]:
@@ -148,7 +136,7 @@ def main() -> int:
                         continue
                     threads = torch.get_num_threads()
                     torch.set_num_threads(info.get('threads', threads))
-                    times = np.asarray(timed(info['run'], REPEATS[size])) * 1e3
+                    times = np.asarray(time_call(info['run'], REPEATS[size])) * 1e3
                     torch.set_num_threads(threads)
                     p50 = float(np.percentile(times, 50))
                     if backend == 'eager':

@@ -8,15 +8,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def saved_model(path, name='convgru1d_alexnet', **meta):
     torch.manual_seed(0)
     config = fast_config(name)

@@ -6,15 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference_direction(x, cell, reverse=False):
     """Equations (1)-(4) frame by frame, each weight used on its own."""
     k = cell.hidden_channels

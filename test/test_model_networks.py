@@ -15,15 +15,6 @@ CONVGRUS = ALEXNETS[1:]
 VIDEO_PEERS = ['r3d_18', 'mc3_18', 'r2plus1d_18']
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(name, **overrides):
     """Fast variant with few frames' worth of cost; dropout off for exact comparisons."""
     config = fast_config(name)

@@ -11,15 +11,6 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run on one thread: tiny ops on 2 threads stall when other jobs load the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def marked_frame(width: int, height: int, side: int) -> np.ndarray:
     """Black frame with a white square of ``side`` px centred on the image centre."""
     frame = np.zeros((height, width, 3), dtype=np.uint8)

@@ -16,15 +16,6 @@ T0 = 5_000_000_000
 METHOD_2_CLIPS = [np.arange(first, first + 40, 4) for first in range(4)]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_torch_thread():
-    """Per-frame work on tiny tensors: one thread avoids spinning on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def trial():
     """Render a 480x270 pitch: smaller than qHD to keep the test fast, same geometry."""
