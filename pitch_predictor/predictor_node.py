@@ -176,24 +176,12 @@ class PredictorNode(Node):
         self._ingest_frame(msg, messages.compressed_msg_to_rgb)
 
     def _ingest_frame(self, msg: Any, to_rgb: Any) -> None:
-        try:
-            rgb = to_rgb(msg)
-        except messages.MessageError as exc:
-            self.core.count_rejection('frame', exc.reason, exc.detail)
-            return
-        self.core.ingest_frame(messages.stamp_to_ns(msg.header.stamp), rgb)
-        if self.values['publish_annotated_image']:
+        rgb, _ = self.core.ingest_image_msg(msg, to_rgb)
+        if rgb is not None and self.values['publish_annotated_image']:
             self._publish_annotated(msg.header, rgb)
 
     def _on_skeleton(self, msg: Any) -> None:
-        try:
-            joints = self._to_joints(msg)
-        except messages.MessageError as exc:
-            self.core.count_rejection('skeleton', exc.reason, exc.detail)
-            return
-        stamp = messages.stamp_to_ns(msg.markers[0].header.stamp) if isinstance(
-            msg, MarkerArray) and msg.markers else messages.stamp_to_ns(msg.header.stamp)
-        self.core.ingest_joints(stamp, joints)
+        self.core.ingest_skeleton_msg(msg, self._to_joints)
 
     def _on_set_parameters(self, parameters: List[Parameter]) -> SetParametersResult:
         changes = {}

@@ -25,14 +25,6 @@ class OfflineError(ValueError):
     """The recording or the node parameters do not allow an offline run."""
 
 
-def skeleton_stamp_ns(msg) -> int:
-    """Stamp of a skeleton message as the node reads it (MarkerArray: first marker's)."""
-    markers = getattr(msg, 'markers', None)
-    if markers is not None:
-        return conversion.stamp_to_ns(markers[0].header.stamp) if len(markers) else 0
-    return conversion.stamp_to_ns(msg.header.stamp)
-
-
 def run_offline(bag: Path, model: Path, *, params_file: Optional[Path] = None,
                 node_params_overrides: Sequence[str] = (), device: Optional[str] = None,
                 progress: bool = True) -> tuple[list[ObservedPrediction], dict]:
@@ -66,19 +58,9 @@ def run_offline(bag: Path, model: Path, *, params_file: Optional[Path] = None,
     for topic, _, msg in tqdm(read_recording(bag), desc='offline', unit='msg',
                               disable=None if progress else True, leave=False):
         if topic == image_topic:
-            try:
-                rgb = to_rgb(msg)
-            except conversion.MessageError as exc:
-                core.count_rejection('frame', exc.reason, exc.detail)
-                continue
-            made = core.ingest_frame(conversion.stamp_to_ns(msg.header.stamp), rgb)
+            made = core.ingest_image_msg(msg, to_rgb)[1]
         elif topic == skeleton_topic:
-            try:
-                joints = to_joints(msg)
-            except conversion.MessageError as exc:
-                core.count_rejection('skeleton', exc.reason, exc.detail)
-                continue
-            made = core.ingest_joints(skeleton_stamp_ns(msg), joints)
+            made = core.ingest_skeleton_msg(msg, to_joints)
         else:
             continue
         predictions += [

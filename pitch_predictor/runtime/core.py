@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from pitch_predictor.checkpoint import (
@@ -32,6 +32,7 @@ from pitch_predictor.device import select_device
 from pitch_predictor.kinect import FPS, NUM_BLOCKS, NUM_JOINTS, WINDOW
 from pitch_predictor.preprocessing import crop_frames, PreprocessError, test_transform
 from pitch_predictor.runtime.feature_buffer import FeatureBuffer, StreamFrame
+from pitch_predictor.runtime.messages import MessageError, skeleton_stamp_ns, stamp_to_ns
 from pitch_predictor.runtime.pairing import PairedSample, StampPairer
 from pitch_predictor.sampling import sampling_method as sampling_row
 from pitch_predictor.sampling import test_clip_indices
@@ -315,6 +316,31 @@ class PredictorCore:
                                  'skeleton of the previous loop arrived after the frames '
                                  'restarted')
         return self._advance(released)
+
+    def ingest_image_msg(self, msg: Any, to_rgb: Callable[[Any], np.ndarray]
+                         ) -> Tuple[Optional[np.ndarray], List[Prediction]]:
+        """
+        Convert an image message with ``to_rgb`` and ingest it (node and offline evaluator).
+
+        Returns the RGB frame (None when the message was rejected and counted) and the
+        predictions made inline.
+        """
+        try:
+            rgb = to_rgb(msg)
+        except MessageError as exc:
+            self.count_rejection('frame', exc.reason, exc.detail)
+            return None, []
+        return rgb, self.ingest_frame(stamp_to_ns(msg.header.stamp), rgb)
+
+    def ingest_skeleton_msg(self, msg: Any,
+                            to_joints: Callable[[Any], np.ndarray]) -> List[Prediction]:
+        """Convert a skeleton message with ``to_joints`` and ingest it; bad ones are counted."""
+        try:
+            joints = to_joints(msg)
+        except MessageError as exc:
+            self.count_rejection('skeleton', exc.reason, exc.detail)
+            return []
+        return self.ingest_joints(skeleton_stamp_ns(msg), joints)
 
     def ingest(self, stamp_ns: int, rgb: np.ndarray,
                joints: Optional[np.ndarray]) -> List[Prediction]:

@@ -60,6 +60,14 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def skeleton_stamp_ns(msg: Any) -> int:
+    """Stamp of a PoseArray (its header) or MarkerArray (its first marker's header), in ns."""
+    markers = getattr(msg, 'markers', None)
+    if markers is not None:
+        return stamp_to_ns(markers[0].header.stamp) if len(markers) else 0
+    return stamp_to_ns(msg.header.stamp)
+
+
 def _as_bytes(data: Any) -> np.ndarray:
     """View message data (bytes, array.array, list or numpy) as a flat uint8 array."""
     if isinstance(data, np.ndarray):
