@@ -5,6 +5,8 @@ import platform
 import time
 from typing import Callable, Dict, List
 
+import torch
+
 
 def cpu_model() -> str:
     """Return the CPU model name from /proc/cpuinfo (or platform's guess)."""
@@ -73,3 +75,21 @@ def time_call(fn: Callable[[], object], repeat: int, warmup: int = 2) -> List[fl
 def ratio_line(description: str, value: float) -> str:
     """Format one measured ratio; run_all.py collects these lines into BENCHMARKS.md."""
     return f'ratio: {description} = {value:.2f}x'
+
+
+def saved_bytes(run: Callable[[], torch.Tensor], params: List[torch.Tensor]) -> int:
+    """Bytes of the distinct storages autograd saves while ``run`` builds its graph."""
+    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
+    storages: Dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in param_ptrs:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = run()
+    # The output itself is held until backward too (and is what the next layer gets).
+    storages.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
+    return sum(storages.values())

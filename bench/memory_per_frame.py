@@ -15,9 +15,9 @@ not grow with the buffer). That is printed against the training cost.
 """
 
 import sys
-from typing import Callable, Dict, List
+from typing import Dict, List
 
-from machine import machine_line, ratio_line
+from machine import machine_line, ratio_line, saved_bytes
 import numpy as np
 from pitch_predictor.convgru import ConvGRU
 import torch
@@ -28,24 +28,6 @@ LENGTHS = (5, 10, 20, 40)  # whole fast models
 # the layer rows stop at 12 frames (the growth is linear; the slope is what counts).
 LAYER_LENGTHS = (2, 4, 8, 12)
 MB = 1e6
-
-
-def saved_bytes(run: Callable[[], torch.Tensor], params: List[torch.Tensor]) -> int:
-    """Bytes of the distinct storages autograd saves while ``run`` builds its graph."""
-    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
-    storages: Dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in param_ptrs:
-            storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = run()
-    # The output itself is held until backward as well.
-    storages.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-    return sum(storages.values())
 
 
 def slope_mb(lengths, values_bytes) -> float:

@@ -24,10 +24,9 @@ Prints, for every registered network at the paper size (224 input) and the fast 
 
 import argparse
 import statistics
-import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, List, Tuple
 
-from machine import machine_line, ratio_line
+from machine import machine_line, ratio_line, saved_bytes, time_call
 from pitch_predictor.convgru import ConvGRU
 from pitch_predictor.networks import (
     build_model, fast_config, list_models, model_config_defaults)
@@ -63,12 +62,7 @@ def example_input(model: nn.Module, frames: int, batch: int = 1) -> torch.Tensor
 
 def timed(fn: Callable[[], object], repeat: int) -> Tuple[float, float]:
     """Return (median, best) wall seconds of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = time_call(fn, repeat, warmup=1)
     return statistics.median(times), min(times)
 
 
@@ -129,24 +123,6 @@ def fast_training(names: List[str], batches: int) -> None:
         torch.set_num_threads(threads)
         print(f'{name:20s} epoch 2 threads {row[0]}, 1 thread {row[1]};  '
               f'backbone/frame {backbone}')
-
-
-def saved_bytes(run: Callable[[], torch.Tensor], params: List[torch.Tensor]) -> int:
-    """Bytes of the distinct storages autograd saves while ``run`` builds its graph."""
-    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
-    storages: Dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in param_ptrs:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = run()
-    # The output itself is held until backward too (and is what the next layer gets).
-    storages.setdefault(out.untyped_storage().data_ptr(), out.untyped_storage().nbytes())
-    return sum(storages.values())
 
 
 def per_frame_mb(layer: nn.Module, frame_shape: Tuple[int, ...], lengths: Tuple[int, int],
