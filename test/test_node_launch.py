@@ -116,7 +116,10 @@ def test_node_runs_with_the_launch_arguments(launch, tmp_path):
             lambda: peer.image_pub.get_subscription_count() > 0
             and peer.skeleton_pub.get_subscription_count() > 0
             and peer.node.count_publishers('/robot1/pitch/predicted_block') > 0
-            and peer.node.count_publishers('/robot1/pitch/prediction_header') > 0,
+            and peer.node.count_publishers('/robot1/pitch/prediction_header') > 0
+            # Publishers are discovered before __init__ logs 'ready': wait for the line
+            # too, or SIGINT can land while the node is still starting.
+            and 'ready' in node.log(),
             60, node)
         assert ok, node.log()
         assert peer.node.count_publishers('/pitch/predicted_block') == 0
