@@ -39,6 +39,7 @@ ALEXNET_DEFAULTS: Dict[str, Any] = {
     'dropout': 0.8,
     'negative_slope': 0.1,
     'lrn': True,
+    'batch_norm': False,
     'fusion': 'last_flat',
     'gru_kernel_size': 3,
     'gru_hidden_kernel_size': 1,
@@ -57,6 +58,9 @@ FAST_CONFIG: Dict[str, Any] = {
     # PyTorch's CPU LRN took about two thirds of a fast training step; the paper sizes
     # keep it.
     'lrn': False,
+    # From scratch on a CPU, BatchNorm after every per-frame conv left the initial
+    # loss plateau in about half the epochs (measured: 10-12 vs 18-20).
+    'batch_norm': True,
 }
 
 
@@ -131,9 +135,20 @@ def alexnet_map_size(input_size: int) -> int:
 
 
 def alexnet_layers(channels: Sequence[int], extra_convs: int, negative_slope: float,
-                   lrn: bool) -> nn.Sequential:
-    """Return AlexNet layers 1-5 plus ``extra_convs`` 3x3 convs (layers 6, 7)."""
+                   lrn: bool, batch_norm: bool = False) -> nn.Sequential:
+    """
+    Return AlexNet layers 1-5 plus ``extra_convs`` 3x3 convs (layers 6, 7).
+
+    ``batch_norm`` (an extension, off in the paper's config) puts a BatchNorm2d between
+    every conv and its activation; the conv then has no bias. In eval mode it is a fixed
+    per-channel affine map, so cached per-frame features stay valid.
+    """
     c1, c2, c3 = channels[:3]
+
+    def conv(cin: int, cout: int, kernel: int, **kwargs: Any) -> List[nn.Module]:
+        if batch_norm:
+            return [nn.Conv2d(cin, cout, kernel, bias=False, **kwargs), nn.BatchNorm2d(cout)]
+        return [nn.Conv2d(cin, cout, kernel, **kwargs)]
 
     def act() -> nn.Module:
         return nn.LeakyReLU(negative_slope, inplace=True)
@@ -143,15 +158,15 @@ def alexnet_layers(channels: Sequence[int], extra_convs: int, negative_slope: fl
         return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
 
     layers: List[nn.Module] = [
-        nn.Conv2d(3, c1, 11, stride=4, padding=2), act(), norm(),
+        *conv(3, c1, 11, stride=4, padding=2), act(), norm(),
         nn.MaxPool2d(3, stride=2),
-        nn.Conv2d(c1, c2, 5, padding=2), act(), norm(),
+        *conv(c1, c2, 5, padding=2), act(), norm(),
         nn.MaxPool2d(3, stride=2),
-        nn.Conv2d(c2, c3, 3, padding=1), act(),
+        *conv(c2, c3, 3, padding=1), act(),
     ]
     width = c3
     for out in channels[3:3 + extra_convs]:
-        layers += [nn.Conv2d(width, out, 3, padding=1), act()]
+        layers += [*conv(width, out, 3, padding=1), act()]
         width = out
     return nn.Sequential(*layers)
 
@@ -179,8 +194,8 @@ class ConvGRUAlexNet(PitchNet):
     """
 
     def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
-                 dropout: float, negative_slope: float, lrn: bool, fusion: str,
-                 gru_kernel_size: int, gru_hidden_kernel_size: int, per_position_bias: bool,
+                 dropout: float, negative_slope: float, lrn: bool, batch_norm: bool,
+                 fusion: str, gru_kernel_size: int, gru_hidden_kernel_size: int, per_position_bias: bool,
                  num_classes: int, recurrent_layers: int, bidirectional: bool) -> None:
         super().__init__()
         if fusion not in FUSIONS:
@@ -191,7 +206,7 @@ class ConvGRUAlexNet(PitchNet):
         self.input_size = int(input_size)
         size = alexnet_map_size(self.input_size)
         per_frame = 5 - recurrent_layers  # conv layers 1-3 plus plain layer-6 conv
-        self.features = alexnet_layers(channels, per_frame - 3, negative_slope, lrn)
+        self.features = alexnet_layers(channels, per_frame - 3, negative_slope, lrn, batch_norm)
         width = channels[per_frame - 1]
         self.feature_shape = (width, size, size)
         self.recurrent = nn.ModuleList()
@@ -289,8 +304,8 @@ class GRUAlexNet(PitchNet):
     streamable = True
 
     def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
-                 dropout: float, negative_slope: float, lrn: bool, fusion: str,
-                 gru_hidden: int, gru_layers: int, num_classes: int) -> None:
+                 dropout: float, negative_slope: float, lrn: bool, batch_norm: bool,
+                 fusion: str, gru_hidden: int, gru_layers: int, num_classes: int) -> None:
         super().__init__()
         if fusion not in ('flat', 'last_flat', 'mean_flat'):
             raise ValueError(f'gru_alexnet fusion must be flat, last_flat or mean_flat, got '
@@ -300,7 +315,7 @@ class GRUAlexNet(PitchNet):
         self.fusion = fusion
         self.input_size = int(input_size)
         size = alexnet_map_size(self.input_size)
-        self.features = alexnet_layers(channels, 2, negative_slope, lrn)
+        self.features = alexnet_layers(channels, 2, negative_slope, lrn, batch_norm)
         self.feature_shape = (channels[4], size, size)
         self.frame_fc = classifier_head(channels[4] * size * size, fc_sizes, None, dropout,
                                         negative_slope)

@@ -181,6 +181,49 @@ def test_streaming_matches_whole_clip(fusion):
         assert torch.equal(now, model(clips))
 
 
+@pytest.mark.parametrize('name', ALEXNETS)
+def test_batch_norm_option(name):
+    torch.manual_seed(0)
+    plain = small(name, batch_norm=False)  # the paper's networks have none
+    model = small(name)  # the fast preset has BatchNorm
+    assert model_config_defaults(name)['batch_norm'] is False
+    norms = [m for m in model.features if isinstance(m, torch.nn.BatchNorm2d)]
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    # One BatchNorm per per-frame conv, which then has no bias (the norm's shift replaces it).
+    assert len(norms) == len(convs) > 0
+    assert all(conv.bias is None for conv in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert model.feature_shape == plain.feature_shape
+    assert model.config['batch_norm'] is True
+    # Training mode uses batch statistics: the backbone output is zero-mean per channel
+    # right after the first norm; eval mode is a fixed affine map, so features cached one
+    # frame at a time equal the batched ones.
+    frames = torch.randn(6, 3, 112, 112) * 3 + 1
+    model.train()
+    first = model.features[:2](frames)
+    torch.testing.assert_close(first.mean(dim=(0, 2, 3)), torch.zeros(norms[0].num_features),
+                               atol=1e-4, rtol=0)
+    model.eval()
+    with torch.no_grad():
+        batched = model.backbone(frames)
+        one_by_one = torch.cat([model.backbone(f[None]) for f in frames])
+    torch.testing.assert_close(one_by_one, batched, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_norm_streaming_matches_whole_clip():
+    torch.manual_seed(0)
+    model = small('convgru1d_alexnet', batch_norm=True, fusion='mean_flat')
+    model.train()
+    model(torch.randn(2, 3, 3, 112, 112))  # move the running statistics off their init
+    model.eval()
+    clips = torch.randn(1, 4, 3, 112, 112)
+    with torch.no_grad():
+        state = model.init_state(1)
+        for t in range(4):
+            now, state = model.step_features(model.backbone(clips[:, t]), state)
+        torch.testing.assert_close(now, model(clips), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize('fusion', ['flat', 'last_flat', 'mean_flat'])
 def test_gru_alexnet_streaming(fusion):
     torch.manual_seed(0)
