@@ -195,8 +195,9 @@ class ConvGRUAlexNet(PitchNet):
 
     def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
                  dropout: float, negative_slope: float, lrn: bool, batch_norm: bool,
-                 fusion: str, gru_kernel_size: int, gru_hidden_kernel_size: int, per_position_bias: bool,
-                 num_classes: int, recurrent_layers: int, bidirectional: bool) -> None:
+                 fusion: str, gru_kernel_size: int, gru_hidden_kernel_size: int,
+                 per_position_bias: bool, num_classes: int, recurrent_layers: int,
+                 bidirectional: bool) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f'unknown fusion {fusion!r}; choose one of {FUSIONS}')
