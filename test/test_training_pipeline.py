@@ -63,6 +63,10 @@ def test_one_epoch_writes_every_output(tiny_cache, trained_run):
     _, test_idx = paper_split(cache)
     assert metrics['num_test'] == len(test_idx) > 0
     assert metrics['epochs_run'] == 1 and len(metrics['history']) == 1
+    # Time blocked on the input pipeline is measured inside the epoch's time.
+    history = metrics['history'][0]
+    assert 0.0 <= history['data_wait_seconds'] <= history['epoch_seconds']
+    assert 0.0 <= metrics['data_wait_fraction'] <= 1.0
     # Accuracy and the confusion matrix, recomputed from the per-trial predictions.
     with (trained_run / 'predictions.csv').open() as f:
         rows = list(csv.DictReader(f))

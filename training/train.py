@@ -345,7 +345,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
         bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=quiet,
                    leave=False, dynamic_ncols=True)
+        # Time spent blocked on the loader: near 0 when the input pipeline keeps up.
+        data_seconds, t_ready = 0.0, time.perf_counter()
         for i, (clips, labels, trials) in enumerate(bar):
+            data_seconds += time.perf_counter() - t_ready
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(cfg, step, total_steps, steps_per_epoch)
@@ -367,12 +370,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                   (logits.argmax(-1) == labels).sum().item(), n],
                                  dtype=torch.float64)
             bar.set_postfix(loss=f'{sums[0] / sums[2]:.3f}', acc=f'{sums[1] / sums[2]:.3f}')
+            t_ready = time.perf_counter()
         if ddp.enabled:
             dist.all_reduce(sums)
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
         record = {'epoch': epoch + 1, 'train_loss': float(sums[0] / sums[2]),
                   'train_acc': float(sums[1] / sums[2]), 'epoch_seconds': epoch_seconds,
+                  'data_wait_seconds': data_seconds,
                   'lr': optimizer.param_groups[0]['lr'], 'test_loss': None, 'test_acc': None}
         last = epoch + 1 == cfg.epochs
         # Every rank takes the same decision, so no rank waits on a collective alone.
@@ -389,7 +394,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             test_text = ('' if record['test_acc'] is None
                          else f' test acc {record["test_acc"]:.3f}')
             log(f'epoch {epoch + 1}: loss {record["train_loss"]:.3f} train acc '
-                f'{record["train_acc"]:.3f}{test_text} ({epoch_seconds:.1f} s)')
+                f'{record["train_acc"]:.3f}{test_text} ({epoch_seconds:.1f} s, '
+                f'{data_seconds:.1f} s waiting for data)')
             torch.save({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
                         'epoch': epoch + 1, 'history': history, 'config': cfg.to_dict(),
                         'train_seconds': train_seconds}, state_path)
@@ -416,6 +422,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             'num_test': int(len(test_idx)), 'num_parameters': int(num_params),
             'epochs_run': epochs_run, 'world_size': ddp.world_size, 'device': str(device),
             'seconds_per_epoch': float(np.mean(epoch_times)) if epoch_times else None,
+            # Share of training time the loop waited for the input pipeline (the first
+            # batch of each epoch includes starting the workers).
+            'data_wait_fraction': (
+                float(sum(h.get('data_wait_seconds', 0.0) for h in history) / sum(epoch_times))
+                if epoch_times else None),
             'train_seconds': train_seconds, 'eval_seconds': eval_seconds,
             'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'command': ' '.join([os.path.basename(sys.executable), '-m', 'training.train']
