@@ -204,33 +204,27 @@ def _grayscale(images: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
 
 
-def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+def _shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """
+    Rotate the HSV hue of ``(B, T, 3, H, W)`` images in [0, 1] by ``shift`` (B,) turns.
+
+    The same result as an RGB -> HSV -> RGB round trip (torchvision's ``adjust_hue``), with
+    saturation and value never formed: with M = max, m = min and C = M - m of a pixel,
+    6h = (g - b) / C, 2 + (b - r) / C or 4 + (r - g) / C (max channel r, g, b), and channel
+    n in (5, 3, 1) for (r, g, b) is M - C * clamp(min(k, 4 - k), 0, 1),
+    k = (n + 6h) mod 6. One division per pixel instead of five.
+    """
     r, g, b = images.unbind(-3)
     maxc = images.amax(dim=-3)
-    minc = images.amin(dim=-3)
-    flat = maxc == minc
-    chroma = maxc - minc
-    ones = torch.ones_like(maxc)
-    saturation = chroma / torch.where(flat, ones, maxc)
-    divisor = torch.where(flat, ones, chroma)
-    rc = (maxc - r) / divisor
-    gc = (maxc - g) / divisor
-    bc = (maxc - b) / divisor
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    is_b = ~is_r & ~is_g
-    hue = is_r * (bc - gc) + is_g * (2.0 + rc - bc) + is_b * (4.0 + gc - rc)
-    hue = torch.fmod(hue / 6.0 + 1.0, 1.0)
-    return torch.stack((hue, saturation, maxc), dim=-3)
-
-
-def _hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
-    # Closed form: channel n in (5, 3, 1) for (r, g, b) is
-    # v - v * s * clamp(min(k, 4 - k), 0, 1) with k = (n + 6 h) mod 6; elementwise only.
-    h, s, v = (c.unsqueeze(-3) for c in images.unbind(-3))
-    n = torch.tensor((5.0, 3.0, 1.0), dtype=images.dtype, device=images.device)
-    k = torch.remainder(n.view(3, 1, 1) + 6.0 * h, 6.0)
-    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    chroma = maxc - images.amin(dim=-3)
+    inverse = 1.0 / torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    sixth = torch.where(maxc == r, (g - b) * inverse,
+                        torch.where(maxc == g, 2.0 + (b - r) * inverse, 4.0 + (r - g) * inverse))
+    sixth = sixth.add_(6.0 * shift.view(-1, 1, 1, 1)).unsqueeze(-3)
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=images.dtype, device=images.device).view(3, 1, 1)
+    k = torch.remainder(sixth + n, 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc.unsqueeze(-3) - chroma.unsqueeze(-3) * ramp
 
 
 def _color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -238,14 +232,14 @@ def _color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     def per_clip(column: int) -> torch.Tensor:
         return factors[:, column].view(-1, 1, 1, 1, 1)
 
-    images = (images * per_clip(0)).clamp(0.0, 1.0)
+    images = (images * per_clip(0)).clamp_(0.0, 1.0)
     mean = _grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
-    images = (per_clip(1) * images + (1.0 - per_clip(1)) * mean).clamp(0.0, 1.0)
+    images = (per_clip(1) * images + (1.0 - per_clip(1)) * mean).clamp_(0.0, 1.0)
     gray = _grayscale(images)
-    images = (per_clip(2) * images + (1.0 - per_clip(2)) * gray).clamp(0.0, 1.0)
-    hsv = _rgb_to_hsv(images)
-    hue = torch.remainder(hsv[:, :, 0] + factors[:, 3].view(-1, 1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((hue, hsv[:, :, 1], hsv[:, :, 2]), dim=2))
+    images = (per_clip(2) * images + (1.0 - per_clip(2)) * gray).clamp_(0.0, 1.0)
+    if not bool((factors[:, 3] != 0).any()):
+        return images  # no hue jitter configured: the rotation would be the identity
+    return _shift_hue(images, factors[:, 3])
 
 
 def train_transform(clips: ArrayLike, cfg: PreprocessConfig,

@@ -153,3 +153,28 @@ def test_train_transform_crop_is_a_shifted_window():
     assert torch.allclose(right - left, torch.full_like(left, 117.0), atol=0.6)
     assert left.min() >= -0.1 and right.max() <= 119.1
     assert len(set(left.round().tolist())) > 1  # the offset varies between clips
+
+
+def test_colour_jitter_equals_torchvisions_adjust_functions():
+    # Brightness, contrast, saturation, hue in that order, per clip: the same numbers as
+    # torchvision's functional ops (the hue rotation skips HSV's S and V, see _shift_hue).
+    import torchvision.transforms.functional as TF
+
+    from pitch_predictor.preprocessing import _color_jitter
+    images = torch.rand(4, 3, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    images[0, 0, :, :4, :4] = 0.5  # grey pixels: no hue to rotate
+    images[1, 0, :, :4, :4] = torch.tensor([0.9, 0.9, 0.1]).view(3, 1, 1)  # ties for max
+    factors = torch.tensor([[1.2, 0.8, 1.1, 0.05], [0.9, 1.1, 0.7, -0.08],
+                            [1.0, 1.0, 1.0, 0.0], [1.3, 1.2, 0.9, 0.5]])
+    expected = []
+    for clip, (b, c, s, h) in zip(images, factors.tolist()):
+        clip = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(clip, b), c), s)
+        expected.append(TF.adjust_hue(clip, h))
+    torch.testing.assert_close(_color_jitter(images, factors), torch.stack(expected),
+                               atol=1e-5, rtol=0)
+    # No hue range configured: the hue step is skipped, the result is unchanged.
+    no_hue = factors.clone()
+    no_hue[:, 3] = 0.0
+    torch.testing.assert_close(_color_jitter(images, no_hue), torch.stack([
+        TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(clip, b), c), s)
+        for clip, (b, c, s, _) in zip(images, no_hue.tolist())]), atol=1e-5, rtol=0)
