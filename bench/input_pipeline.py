@@ -7,7 +7,9 @@ per batch on whole tensors (``ClipCollate``). Naive: a DataLoader whose dataset,
 sample and per frame, reads the frame (a PNG file of the dataset layout when ``--layout``
 is given, else the cached crop), makes a PIL image and runs torchvision transforms
 (RandomCrop, Resize, ColorJitter, ToTensor, Normalize). Both produce the same float batches
-``(B, T, 3, out, out)``; the script prints clips per second and the ratio::
+``(B, T, 3, out, out)``. For scale, it also times training steps of the fast 2D-ConvGRU
+(forward, backward, AdamW) on such batches: a pipeline that delivers fewer clips per
+second than the step consumes starves training. Prints clips per second and the ratios::
 
     python bench/input_pipeline.py --data data/synthetic/cache_fast [--layout DIR]
 """
@@ -83,6 +85,27 @@ def clips_per_second(batches: Iterable, transform: Callable, num_batches: int) -
     return count / (time.perf_counter() - start)
 
 
+def training_clips_per_second(clips: torch.Tensor, steps: int) -> float:
+    """Return clips/s of fast 2D-ConvGRU training steps on ``clips`` (one warm-up step)."""
+    from pitch_predictor.networks import build_model, fast_config
+    torch.manual_seed(0)
+    model = build_model('convgru2d_alexnet', **fast_config('convgru2d_alexnet')).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    labels = torch.arange(clips.shape[0]) % 9
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(clips), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * clips.shape[0] / (time.perf_counter() - start)
+
+
 def frame_paths_from_layout(layout: str, cache: TrialCache) -> Optional[list]:
     """Return per-trial frame file lists in cache order (None if the layout does not match)."""
     from pitch_predictor.data.layout import scan_dataset
@@ -98,10 +121,12 @@ def main() -> Dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--data', required=True, help='TrialCache folder')
     parser.add_argument('--layout', help='dataset layout the cache was built from (PNG files)')
-    parser.add_argument('--sampling', type=int, default=5)
+    parser.add_argument('--sampling', type=int, default=2)
     parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--batches', type=int, default=6)
+    parser.add_argument('--batches', type=int, default=12)
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--train-steps', type=int, default=4,
+                        help='fast 2D-ConvGRU training steps timed for scale')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads of the main process (the DataLoader workers use 1); '
                         'on a busy 2-core machine more threads spin-wait')
@@ -133,7 +158,13 @@ def main() -> Dict[str, float]:
         NaiveClipDataset(args.data, trials, args.sampling, preprocess, paths),
         batch_size=args.batch_size, num_workers=args.workers, shuffle=True)
     naive = clips_per_second(naive_loader, lambda c: c, args.batches)
+    sample = next(iter(ours_loader))[0]
+    if args.workers == 0:
+        sample = train_transform(sample, preprocess, generator)
+    training = training_clips_per_second(sample, args.train_steps)
     report = {'ours_clips_per_s': ours, 'naive_clips_per_s': naive, 'ratio': ours / naive,
+              'training_clips_per_s': training, 'ours_over_training': ours / training,
+              'naive_over_training': naive / training,
               'naive_reads': 'PNG files' if paths else 'cached crops',
               'batch_size': args.batch_size, 'workers': args.workers,
               'sampling': args.sampling, 'output_size': preprocess.output_size,
@@ -141,6 +172,8 @@ def main() -> Dict[str, float]:
     print(json.dumps(report, indent=2))
     print(f'input pipeline: ours {ours:.1f} clips/s, naive {naive:.1f} clips/s, '
           f'ratio {ours / naive:.1f}x')
+    print(f'training step (fast 2D-ConvGRU) consumes {training:.1f} clips/s: ours delivers '
+          f'{ours / training:.2f}x that, naive {naive / training:.2f}x (< 1: starved)')
     return report
 
 
