@@ -17,7 +17,8 @@ from training.config import ConfigError, load_config, parse_overrides  # noqa: E
 from training.dataset import augment_batch, ClipCollate  # noqa: E402
 from training.evaluate import predict_windows  # noqa: E402
 from training.metrics import (  # noqa: E402
-    confusion_matrix, expected_calibration_error, mean_and_std, per_class_accuracy)
+    confusion_matrix, expected_calibration_error, mean_and_std, per_class_accuracy,
+    row_column_accuracy)
 from training.perturbations import missing_frames, position_shift  # noqa: E402
 from training.train import learning_rate  # noqa: E402
 
@@ -28,6 +29,16 @@ def test_confusion_and_per_block_accuracy():
     matrix = confusion_matrix(labels, preds, 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     np.testing.assert_allclose(per_class_accuracy(matrix), [0.5, 1.0, 2 / 3])
+
+
+def test_row_and_column_accuracy_by_hand():
+    # Blocks 1..9 row by row: 1 -> 4 keeps the column, 1 -> 2 keeps the row, 1 -> 5 neither.
+    labels = np.array([0, 0, 0, 0, 8])
+    preds = np.array([0, 3, 1, 4, 8])
+    matrix = confusion_matrix(labels, preds, 9)
+    assert row_column_accuracy(matrix) == {'row': pytest.approx(3 / 5),
+                                           'column': pytest.approx(3 / 5)}
+    assert row_column_accuracy(np.eye(9)) == {'row': 1.0, 'column': 1.0}
 
 
 def test_ece_by_hand():

@@ -179,11 +179,10 @@ class Runner:
         if self.args.dry_run or self.out_of_time():
             return None
         command = [sys.executable, '-m', 'training.train', '--config',
-                   str(self.config_path(row).relative_to(ROOT)), '--out', str(run_dir),
-                   f'seed={seed}',
-                   *row.overrides()]
+                   str(self.config_path(row).relative_to(ROOT)), '--out', str(run_dir)]
         if self.args.data:
             command += ['--data', self.args.data]
+        command += [f'seed={seed}', *row.overrides()]
         if row.pretrain:
             command.append(f'pretrained={self.args.pretrained}')
         if fold:
@@ -212,10 +211,13 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 
 def summarize_runs(runs: List[Dict]) -> Dict[str, Any]:
     """Return mean/std of accuracy (in %), ECE, s/epoch and epochs over repeated runs."""
-    from training.metrics import mean_and_std
+    from training.metrics import mean_and_std, row_column_accuracy
     acc = mean_and_std([100 * r['test']['accuracy'] for r in runs])
+    grid_acc = [row_column_accuracy(np.asarray(r['test']['confusion_matrix'])) for r in runs]
     return {
         'acc_mean': acc['mean'], 'acc_std': acc['std'], 'n': acc['n'],
+        'row_acc': mean_and_std([100 * g['row'] for g in grid_acc])['mean'],
+        'col_acc': mean_and_std([100 * g['column'] for g in grid_acc])['mean'],
         'ece': mean_and_std([r['test']['ece'] for r in runs])['mean'],
         'seconds_per_epoch': mean_and_std([r['seconds_per_epoch'] for r in runs])['mean'],
         'epochs': mean_and_std([r['epochs_run'] for r in runs])['mean'],
@@ -224,7 +226,7 @@ def summarize_runs(runs: List[Dict]) -> Dict[str, Any]:
 
 
 TABLE_COLUMNS = ('row', 'model', 'sampling + fusion', 'paper acc %', 'ours acc %',
-                 'ours sd', 'runs', 'ECE', 'paper s/epoch (RTX 2060)',
+                 'ours sd', 'runs', 'grid row / column acc %', 'ECE', 'paper s/epoch (RTX 2060)',
                  'ours s/epoch (this machine)', 'epochs', 'train min')
 
 
@@ -247,13 +249,17 @@ def table_line(row: Row, runs: List[Dict], status: str = '') -> Dict[str, Any]:
     """Return one table line (empty 'ours' cells when nothing ran)."""
     line = {'row': row.row_id, 'model': row.label, 'sampling + fusion': row.setting(),
             'paper acc %': _fmt(row.paper_acc), 'ours acc %': status, 'ours sd': '',
-            'runs': 0, 'ECE': '', 'paper s/epoch (RTX 2060)': _fmt(row.paper_seconds, 0),
+            'runs': 0, 'grid row / column acc %': '', 'ECE': '',
+            'paper s/epoch (RTX 2060)': _fmt(row.paper_seconds, 0),
             'ours s/epoch (this machine)': '', 'epochs': '', 'train min': ''}
     if runs:
         s = summarize_runs(runs)
         line.update({'ours acc %': _fmt(s['acc_mean']),
                      'ours sd': _fmt(s['acc_std']) if s['n'] > 1 else '',
-                     'runs': s['n'], 'ECE': _fmt(s['ece'], 3),
+                     'runs': s['n'],
+                     'grid row / column acc %': f'{_fmt(s["row_acc"], 1)} / '
+                                                f'{_fmt(s["col_acc"], 1)}',
+                     'ECE': _fmt(s['ece'], 3),
                      'ours s/epoch (this machine)': _fmt(s['seconds_per_epoch'], 1),
                      'epochs': _fmt(s['epochs'], 0), 'train min': _fmt(s['minutes'], 1)})
     return line

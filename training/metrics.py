@@ -19,6 +19,24 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, np.diag(matrix) / np.maximum(totals, 1), np.nan)
 
 
+def row_column_accuracy(matrix: np.ndarray, cols: int = 3) -> Dict[str, float]:
+    """
+    Return the accuracy of the predicted grid row and column from a 9-block confusion matrix.
+
+    Blocks are numbered row by row (``kinect.block_to_row_col``): class c is row c // cols,
+    column c % cols. A robot that only has to move sideways needs the column right.
+    """
+    matrix = np.asarray(matrix)
+    total = matrix.sum()
+    if total == 0:
+        return {'row': float('nan'), 'column': float('nan')}
+    classes = np.arange(matrix.shape[0])
+    same_row = (classes[:, None] // cols) == (classes[None, :] // cols)
+    same_col = (classes[:, None] % cols) == (classes[None, :] % cols)
+    return {'row': float(matrix[same_row].sum() / total),
+            'column': float(matrix[same_col].sum() / total)}
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10,
                                ) -> float:
     """
@@ -61,6 +79,8 @@ def summarize(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
             name: (None if np.isnan(acc) else float(acc))
             for name, acc in zip(class_names, per_class)
         },
+        'row_accuracy': row_column_accuracy(matrix)['row'],
+        'column_accuracy': row_column_accuracy(matrix)['column'],
         'ece': expected_calibration_error(probs, labels),
         'nll': negative_log_likelihood(probs, labels),
         'confusion_matrix': matrix.tolist(),

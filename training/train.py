@@ -244,7 +244,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument('--data', help='TrialCache folder (overrides the config)')
     parser.add_argument('--out', help='run folder (default runs/<config name>)')
     parser.add_argument('overrides', nargs='*', help='key=value overrides of config keys')
-    return parser.parse_args(argv)
+    # Intermixed: options may come after key=value overrides (a plain parse_args then
+    # rejects the overrides that follow an option).
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
