@@ -27,7 +27,8 @@ NOT_BENCHMARKS = {'run_all', 'machine', 'bench_models'}
 FAST_CACHE = 'data/synthetic/cache_fast'
 # Scripts that take arguments: one list per run (each run is its own process).
 SCRIPT_RUNS = {
-    'input_pipeline': [['--data', FAST_CACHE]],
+    'input_pipeline': [['--data', FAST_CACHE],
+                       ['--data', FAST_CACHE, '--layout', 'data/synthetic/layout']],
     'node_soak': [['qos'], ['ingest'], ['latency'], ['soak']],
 }
 # Data a script needs; without it the script is reported as skipped, not failed.
