@@ -4,7 +4,7 @@ Throughput of the training input pipeline against a naive per-sample one, same m
 Ours (``training/dataset.py``, as training runs it on a CPU): DataLoader workers
 fancy-index uint8 clips from the memory-mapped TrialCache and run ``train_transform`` once
 per batch on whole tensors (``ClipCollate``). Naive: a DataLoader whose dataset, per
-sample and per frame, reads the frame (a PNG file of the dataset layout when ``--layout``
+sample and per frame, reads the frame (an image file of the dataset layout when ``--layout``
 is given, else the cached crop), makes a PIL image and runs torchvision transforms
 (RandomCrop, Resize, ColorJitter, ToTensor, Normalize). Both produce the same float batches
 ``(B, T, 3, out, out)``. For scale, it also times training steps of the fast 2D-ConvGRU
@@ -120,7 +120,7 @@ def main() -> Dict[str, float]:
     """Measure both pipelines once and print the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--data', required=True, help='TrialCache folder')
-    parser.add_argument('--layout', help='dataset layout the cache was built from (PNG files)')
+    parser.add_argument('--layout', help='dataset layout the cache was built from (image files)')
     parser.add_argument('--sampling', type=int, default=2)
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument('--batches', type=int, default=12)
@@ -169,7 +169,7 @@ def main() -> Dict[str, float]:
     report = {'ours_clips_per_s': ours, 'naive_clips_per_s': naive, 'ratio': ours / naive,
               'training_clips_per_s': training, 'ours_over_training': ours / training,
               'naive_over_training': naive / training,
-              'naive_reads': 'PNG files' if paths else 'cached crops',
+              'naive_reads': 'image files' if paths else 'cached crops',
               'batch_size': args.batch_size, 'workers': args.workers,
               'sampling': args.sampling, 'output_size': preprocess.output_size,
               'threads': torch.get_num_threads()}
