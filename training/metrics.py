@@ -3,6 +3,7 @@
 from typing import Dict, Sequence
 
 import numpy as np
+from pitch_predictor.kinect import block_to_row_col
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -19,22 +20,20 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, np.diag(matrix) / np.maximum(totals, 1), np.nan)
 
 
-def row_column_accuracy(matrix: np.ndarray, cols: int = 3) -> Dict[str, float]:
+def row_column_accuracy(matrix: np.ndarray) -> Dict[str, float]:
     """
     Return the accuracy of the predicted grid row and column from a 9-block confusion matrix.
 
-    Blocks are numbered row by row (``kinect.block_to_row_col``): class c is row c // cols,
-    column c % cols. A robot that only has to move sideways needs the column right.
+    Class c is block c + 1, placed on the grid by ``kinect.block_to_row_col``. A robot that
+    only has to move sideways needs the column right.
     """
     matrix = np.asarray(matrix)
     total = matrix.sum()
     if total == 0:
         return {'row': float('nan'), 'column': float('nan')}
-    classes = np.arange(matrix.shape[0])
-    same_row = (classes[:, None] // cols) == (classes[None, :] // cols)
-    same_col = (classes[:, None] % cols) == (classes[None, :] % cols)
-    return {'row': float(matrix[same_row].sum() / total),
-            'column': float(matrix[same_col].sum() / total)}
+    rows, cols = np.array([block_to_row_col(c + 1) for c in range(matrix.shape[0])]).T
+    return {'row': float(matrix[rows[:, None] == rows[None, :]].sum() / total),
+            'column': float(matrix[cols[:, None] == cols[None, :]].sum() / total)}
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: int = 10,
@@ -72,6 +71,7 @@ def summarize(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
     preds = np.asarray(probs).argmax(axis=1)
     matrix = confusion_matrix(labels, preds, len(class_names))
     per_class = per_class_accuracy(matrix)
+    grid = row_column_accuracy(matrix)
     return {
         'num_trials': int(len(labels)),
         'accuracy': float((preds == np.asarray(labels)).mean()) if len(labels) else float('nan'),
@@ -79,8 +79,8 @@ def summarize(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
             name: (None if np.isnan(acc) else float(acc))
             for name, acc in zip(class_names, per_class)
         },
-        'row_accuracy': row_column_accuracy(matrix)['row'],
-        'column_accuracy': row_column_accuracy(matrix)['column'],
+        'row_accuracy': grid['row'],
+        'column_accuracy': grid['column'],
         'ece': expected_calibration_error(probs, labels),
         'nll': negative_log_likelihood(probs, labels),
         'confusion_matrix': matrix.tolist(),
