@@ -227,8 +227,14 @@ def _shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return maxc.unsqueeze(-3) - chroma.unsqueeze(-3) * ramp
 
 
-def _color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Jitter ``(B, T, 3, H, W)`` in [0, 1] with per-clip ``factors`` ``(B, 4)``."""
+def _color_jitter(images: torch.Tensor, factors: torch.Tensor,
+                  rotate_hue: bool = True) -> torch.Tensor:
+    """
+    Jitter ``(B, T, 3, H, W)`` in [0, 1] with per-clip ``factors`` ``(B, 4)``.
+
+    ``rotate_hue=False`` (the config has no hue range, so every shift is 0) skips the
+    hue step, which would be the identity.
+    """
     def per_clip(column: int) -> torch.Tensor:
         return factors[:, column].view(-1, 1, 1, 1, 1)
 
@@ -237,9 +243,7 @@ def _color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     images = (per_clip(1) * images + (1.0 - per_clip(1)) * mean).clamp_(0.0, 1.0)
     gray = _grayscale(images)
     images = (per_clip(2) * images + (1.0 - per_clip(2)) * gray).clamp_(0.0, 1.0)
-    if not bool((factors[:, 3] != 0).any()):
-        return images  # no hue jitter configured: the rotation would be the identity
-    return _shift_hue(images, factors[:, 3])
+    return _shift_hue(images, factors[:, 3]) if rotate_hue else images
 
 
 def train_transform(clips: ArrayLike, cfg: PreprocessConfig,
@@ -274,5 +278,6 @@ def train_transform(clips: ArrayLike, cfg: PreprocessConfig,
     images = _resize_square(images.float().div_(255.0), cfg.output_size)
     images = images.clamp_(0.0, 1.0).reshape(batch, steps, 3, cfg.output_size,
                                              cfg.output_size)
-    images = _color_jitter(images, factors.to(images.device))
+    # Decided from the config, not the drawn factors: no device sync on the GPU.
+    images = _color_jitter(images, factors.to(images.device), rotate_hue=hue > 0)
     return _normalise(images, cfg).contiguous()

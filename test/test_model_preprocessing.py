@@ -172,9 +172,12 @@ def test_colour_jitter_equals_torchvisions_adjust_functions():
         expected.append(TF.adjust_hue(clip, h))
     torch.testing.assert_close(_color_jitter(images, factors), torch.stack(expected),
                                atol=1e-5, rtol=0)
-    # No hue range configured: the hue step is skipped, the result is unchanged.
+    # No hue range configured: skipping the hue step gives what rotating by 0 gives.
     no_hue = factors.clone()
     no_hue[:, 3] = 0.0
-    torch.testing.assert_close(_color_jitter(images, no_hue), torch.stack([
+    without_hue = torch.stack([
         TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(clip, b), c), s)
-        for clip, (b, c, s, _) in zip(images, no_hue.tolist())]), atol=1e-5, rtol=0)
+        for clip, (b, c, s, _) in zip(images, no_hue.tolist())])
+    torch.testing.assert_close(_color_jitter(images, no_hue, rotate_hue=False), without_hue,
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(_color_jitter(images, no_hue), without_hue, atol=1e-5, rtol=0)
