@@ -5,6 +5,8 @@ from pathlib import Path
 import random
 import sys
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # A distinct DDS domain per test session, localhost-only discovery: parallel runs
@@ -16,3 +18,15 @@ os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 # One intra-op thread per process: tests start node and publisher processes beside
 # pytest on a 2-core machine, where competing thread pools make small ops much slower.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+@pytest.fixture(scope='session')
+def tiny_cache(tmp_path_factory) -> Path:
+    """Return a tiny fast-preprocessed TrialCache: 1 participant x 9 blocks x 4 trials."""
+    from pitch_predictor.data.cache import build_cache
+    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.sim.generator import small_config
+    out = tmp_path_factory.mktemp('tiny_cache')
+    build_cache(small_config(trials_per_block=4, seed=3), out, fast_preprocess(), workers=1,
+                progress=False)
+    return out

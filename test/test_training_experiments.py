@@ -1,8 +1,9 @@
 """
 The experiment runner on a tiny generated set: tables, repeats, resume, the evaluations.
 
-Every run is a real ``training.train`` subprocess on 1 participant x 9 blocks x 4 trials
-with a narrow network, one epoch; the assertions are about what the runner writes.
+Every run is a real ``training.train`` subprocess on the tiny cache of ``conftest.py``
+(1 participant x 9 blocks x 4 trials) with a narrow network, one or two epochs; the
+assertions are about what the runner writes.
 """
 
 import csv
@@ -10,9 +11,6 @@ import json
 from pathlib import Path
 import sys
 
-from pitch_predictor.data.cache import build_cache
-from pitch_predictor.preprocessing import fast_preprocess
-from pitch_predictor.sim.generator import small_config
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,14 +21,6 @@ from training import experiments  # noqa: E402
 
 NARROW = ['epochs=1', 'num_workers=0', 'eval_every=0', 'threads=1',
           'model_config.channels=[8,16,16,16,16]', 'model_config.fc_sizes=[32,32]']
-
-
-@pytest.fixture(scope='module')
-def tiny_cache(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp('tiny_cache')
-    build_cache(small_config(trials_per_block=4, seed=5), out, fast_preprocess(), workers=1,
-                progress=False)
-    return out
 
 
 def read_table(path: Path) -> dict:

@@ -2,7 +2,8 @@
 Training pipeline on a tiny generated set: one epoch, every output, resume, export, DDP.
 
 The set is 1 participant x 9 blocks x 4 trials (18 train, 18 test) from the simulator,
-cached once for the module; the networks are narrow so every run takes seconds on the CPU.
+cached once per session (``conftest.tiny_cache``); the networks are narrow so every run
+takes seconds on the CPU.
 """
 
 import csv
@@ -14,10 +15,8 @@ import sys
 
 import numpy as np
 from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
-from pitch_predictor.data.cache import build_cache, paper_split, TrialCache
-from pitch_predictor.preprocessing import fast_preprocess
+from pitch_predictor.data.cache import paper_split, TrialCache
 from pitch_predictor.sampling import clip_length
-from pitch_predictor.sim.generator import small_config
 import pytest
 import torch
 
@@ -34,14 +33,6 @@ TINY = ['model=convgru2d_alexnet', 'model_preset=fast', 'preprocess=fast', 'samp
         'batch_size=4', 'lr=1e-3', 'num_workers=1', 'seed=7']
 OUTPUTS = ('state.pt', 'model.pt', 'metrics.json', 'confusion.csv', 'confusion.png',
            'curves.png', 'predictions.csv', 'config.yaml')
-
-
-@pytest.fixture(scope='module')
-def tiny_cache(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp('tiny_cache')
-    build_cache(small_config(trials_per_block=4, seed=3), out, fast_preprocess(), workers=1,
-                progress=False)
-    return out
 
 
 def run_train(cache: Path, out: Path, *extra: str) -> dict:
