@@ -3,8 +3,8 @@ Image geometry and the paper's train/test preprocessing (Section IV-B): one sour
 
 Three stages, each one function used by every caller:
 
-1. :func:`crop_frames` (numpy, cv2): camera frame -> resize to ``frame_height`` keeping the
-   aspect ratio -> centre crop ``crop_size`` x ``crop_size`` -> resize to ``stored_size``.
+1. :func:`crop_frames` (numpy, cv2): camera frame -> the centre square that spans
+   ``crop_size / frame_height`` of the frame's height -> resized to ``stored_size``.
    The cache builder stores its output, and the node runs it on every arriving frame.
 2. :func:`test_transform` (torch): stored crops -> resize to ``output_size`` -> [0, 1] ->
    ImageNet normalisation. Used by evaluation, training's eval loop and the node.
@@ -13,8 +13,11 @@ Three stages, each one function used by every caller:
    (brightness, contrast, saturation, hue, applied in that order), normalisation.
    Every frame of a clip gets the same crop and jitter parameters.
 
-Paper geometry: 240x240 centre crop, random 235x235 crop, 224x224 network input. The fast
-configuration stores the 240 crop at 120x120 and feeds 112x112 to the network.
+Paper geometry, read literally with [13]'s recorder (colour stored at 640x360, 1/3 of the
+Kinect's 1920x1080): a 240x240 centre crop of the 640x360 frame (``frame_height=360``,
+``crop_size=240``), i.e. the central 720x720 of the 1080p image, whatever size the camera
+delivers; random 235x235 crop, 224x224 network input. The fast configuration takes the
+same field of view, stores it at 120x120 and feeds 112x112 to the network.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -42,8 +45,10 @@ class PreprocessConfig:
     """
     Geometry and augmentation settings; serialisable with ``dataclasses.asdict``.
 
-    ``frame_height``: camera frames are first resized to this height (aspect kept).
-    ``crop_size``: side of the centre crop at that height (the paper's 240).
+    ``frame_height``, ``crop_size``: the centre crop is ``crop_size`` pixels of a frame
+    ``frame_height`` pixels high (the paper's 240 of [13]'s 360): its side is the fraction
+    ``crop_size / frame_height`` of any camera frame's height, so every camera size gives
+    the same field of view.
     ``stored_size``: side the crop is stored at (cache, node buffer).
     ``output_size``: side of the network input.
     ``train_crop_fraction``: random crop side / stored side during training (235/240).
@@ -51,7 +56,7 @@ class PreprocessConfig:
     ``mean``, ``std``: per-channel normalisation of [0, 1] RGB.
     """
 
-    frame_height: int = 240
+    frame_height: int = 360
     crop_size: int = 240
     stored_size: int = 240
     output_size: int = 224
@@ -71,7 +76,7 @@ class PreprocessConfig:
         if self.crop_size > self.frame_height:
             raise PreprocessError(
                 f'PreprocessConfig.crop_size ({self.crop_size}) exceeds frame_height '
-                f'({self.frame_height})')
+                f'({self.frame_height}): the crop is a part of the frame height')
         if not 0.0 < self.train_crop_fraction <= 1.0:
             raise PreprocessError('PreprocessConfig.train_crop_fraction must be in (0, 1]')
         if len(self.jitter) != 4 or len(self.mean) != 3 or len(self.std) != 3:
@@ -92,13 +97,30 @@ class PreprocessConfig:
 
 
 def paper_preprocess() -> PreprocessConfig:
-    """Return the paper's geometry: 240 centre crop stored at 240, 224 network input."""
-    return PreprocessConfig(stored_size=240, output_size=224)
+    """Return the paper's geometry: 240 centre crop of 360, stored at 240, 224 input."""
+    return PreprocessConfig(frame_height=360, crop_size=240, stored_size=240, output_size=224)
 
 
 def fast_preprocess() -> PreprocessConfig:
-    """Return the fast geometry: the same 240 crop stored at 120, 112 network input."""
-    return PreprocessConfig(stored_size=120, output_size=112)
+    """Return the fast geometry: the same field of view stored at 120, 112 input."""
+    return PreprocessConfig(frame_height=360, crop_size=240, stored_size=120, output_size=112)
+
+
+def crop_box(width: int, height: int, cfg: PreprocessConfig) -> Tuple[int, int, int]:
+    """
+    Return ``(x0, y0, side)`` of the centre crop in a ``width`` x ``height`` camera frame.
+
+    The side is ``crop_size / frame_height`` of the frame's height (rounded to a pixel);
+    raises :class:`PreprocessError` when the frame is too narrow for it.
+    """
+    if height <= 0 or width <= 0:
+        raise PreprocessError(f'crop_frames got an empty frame of {width}x{height}')
+    side = int(round(cfg.crop_size * height / cfg.frame_height))
+    if side > width:
+        raise PreprocessError(
+            f'frame {width}x{height} is too narrow: the centre crop needs {side} px '
+            f'({cfg.crop_size}/{cfg.frame_height} of the height)')
+    return (width - side) // 2, (height - side) // 2, side
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -114,9 +136,9 @@ def crop_frames(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     Crop camera frames to the stored square crops.
 
     ``frames``: RGB uint8 ``(N, H, W, 3)`` or a single ``(H, W, 3)`` frame, any size.
-    Returns uint8 ``(N, stored_size, stored_size, 3)`` (N = 1 for a single frame): each
-    frame resized to ``frame_height`` (aspect kept), centre cropped to ``crop_size``,
-    resized to ``stored_size`` with ``cv2.INTER_AREA``.
+    Returns uint8 ``(N, stored_size, stored_size, 3)`` (N = 1 for a single frame): the
+    centre square of :func:`crop_box`, resized to ``stored_size`` with ``cv2.INTER_AREA``
+    (one resize of the crop only: the rest of the frame is never touched).
     """
     frames = np.asarray(frames)
     if frames.ndim == 3:
@@ -127,24 +149,13 @@ def crop_frames(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise PreprocessError(f'crop_frames expects uint8 frames, got {frames.dtype}')
     n, height, width = frames.shape[:3]
-    if height == 0 or width == 0:
-        raise PreprocessError(f'crop_frames got an empty frame of shape {frames.shape[1:]}')
-    scaled_width = int(round(width * cfg.frame_height / height))
-    if scaled_width < cfg.crop_size:
-        raise PreprocessError(
-            f'frame {width}x{height} is too narrow: {scaled_width} px wide at height '
-            f'{cfg.frame_height}, the centre crop needs {cfg.crop_size}')
-    x0 = (scaled_width - cfg.crop_size) // 2
-    y0 = (cfg.frame_height - cfg.crop_size) // 2
+    x0, y0, side = crop_box(width, height, cfg)
+    crops = frames[:, y0:y0 + side, x0:x0 + side]
+    if side == cfg.stored_size:
+        return np.ascontiguousarray(crops)
     out = np.empty((n, cfg.stored_size, cfg.stored_size, 3), dtype=np.uint8)
     for i in range(n):
-        frame = frames[i]
-        if height != cfg.frame_height:
-            frame = _resize(frame, scaled_width, cfg.frame_height)
-        crop = frame[y0:y0 + cfg.crop_size, x0:x0 + cfg.crop_size]
-        if cfg.crop_size != cfg.stored_size:
-            crop = _resize(np.ascontiguousarray(crop), cfg.stored_size, cfg.stored_size)
-        out[i] = crop
+        out[i] = _resize(np.ascontiguousarray(crops[i]), cfg.stored_size, cfg.stored_size)
     return out
 
 

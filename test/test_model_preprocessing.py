@@ -1,5 +1,6 @@
 """Preprocessing: crop geometry, the test path, the training augmentation."""
 
+import cv2
 import numpy as np
 from pitch_predictor.preprocessing import (
     crop_frames, fast_preprocess, paper_preprocess, PreprocessConfig, PreprocessError,
@@ -31,7 +32,8 @@ def test_paper_and_fast_configs():
     assert (paper_preprocess().stored_size, paper_preprocess().output_size) == (240, 224)
     assert (fast_preprocess().stored_size, fast_preprocess().output_size) == (120, 112)
     for cfg in (paper_preprocess(), fast_preprocess()):
-        assert (cfg.frame_height, cfg.crop_size) == (240, 240)
+        # [13]'s recorder stores 640x360; the paper crops 240 x 240 of that.
+        assert (cfg.frame_height, cfg.crop_size) == (360, 240)
         assert cfg.train_crop_fraction == pytest.approx(235 / 240)
 
 
@@ -44,10 +46,23 @@ def test_config_round_trip_and_unknown_field():
 
 def test_crop_at_stored_height_is_an_exact_centre_slice():
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (3, 240, 426, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (3, 360, 640, 3), dtype=np.uint8)
     out = crop_frames(frames, paper_preprocess())
-    x0 = (426 - 240) // 2
-    np.testing.assert_array_equal(out, frames[:, :, x0:x0 + 240])
+    # The paper's crop of [13]'s 640x360 frames: rows 60..299, columns 200..439.
+    np.testing.assert_array_equal(out, frames[:, 60:300, 200:440])
+
+
+@pytest.mark.parametrize('size', [(640, 360), (960, 540), (1920, 1080)])
+def test_every_camera_size_gives_the_same_field_of_view(size):
+    # A scene drawn in relative coordinates: the crop must show the same part of it.
+    width, height = size
+    base = np.random.default_rng(1).integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    frame = cv2.resize(base, (width, height), interpolation=cv2.INTER_NEAREST)
+    full = cv2.resize(base, (1920, 1080), interpolation=cv2.INTER_NEAREST)
+    reference = full[180:900, 600:1320]  # the central 720x720 of the 1080p image
+    expected = cv2.resize(reference, (120, 120), interpolation=cv2.INTER_AREA)
+    crop = crop_frames(frame, fast_preprocess())[0]
+    assert np.abs(crop.astype(int) - expected.astype(int)).mean() < 2.0
 
 
 @pytest.mark.parametrize('size', [(960, 540), (1920, 1080)])
@@ -61,8 +76,8 @@ def test_crop_geometry_keeps_the_centre(size):
         cy, cx, area = white_centroid(crop[0])
         centre = (cfg.stored_size - 1) / 2
         assert abs(cy - centre) <= 1.0 and abs(cx - centre) <= 1.0
-        # The square spans 1/10 of the height, the crop spans the full height.
-        expected_side = cfg.stored_size / 10
+        # The square spans 1/10 of the frame height, the crop 2/3 of it.
+        expected_side = cfg.stored_size / 10 * 1.5
         assert abs(np.sqrt(area) - expected_side) <= 2.0
         # The bar at the far left of the camera frame lies outside the crop.
         assert crop[0, :, :, 0].max() == crop[0, :, :, 1].max()
@@ -71,7 +86,7 @@ def test_crop_geometry_keeps_the_centre(size):
 def test_crop_rejects_bad_frames():
     cfg = paper_preprocess()
     with pytest.raises(PreprocessError, match='narrow'):
-        crop_frames(np.zeros((480, 200, 3), np.uint8), cfg)
+        crop_frames(np.zeros((480, 300, 3), np.uint8), cfg)  # needs a 320 px square
     with pytest.raises(PreprocessError, match='uint8'):
         crop_frames(np.zeros((240, 426, 3), np.float32), cfg)
     with pytest.raises(PreprocessError, match='RGB'):
