@@ -102,12 +102,19 @@ def distances(signatures: np.ndarray, joints: np.ndarray, reference: int
     return dx, dtheta
 
 
-def _conditions(dx: np.ndarray, dtheta: np.ndarray, i: int,
-                cfg: StartDetectorConfig) -> Tuple[bool, bool, bool]:
-    run = dx[i:i + cfg.run_length]
+def start_conditions(run_dx: np.ndarray, dtheta_first: float,
+                     cfg: StartDetectorConfig) -> Tuple[bool, bool, bool]:
+    """
+    Return the paper's conditions (a, b, c) for one candidate start frame.
+
+    ``run_dx``: dx of the candidate and the ``run_length - 1`` frames after it;
+    ``dtheta_first``: dtheta of the candidate. The whole-trial and the streaming
+    detector both decide with this function.
+    """
+    run = np.asarray(run_dx, dtype=np.float64)
     a = bool(np.all(run >= cfg.delta_image))
     b = bool(np.all(np.diff(run) >= 0.0))
-    c = bool(dtheta[i] >= cfg.delta_joints)
+    c = bool(dtheta_first >= cfg.delta_joints)
     return a, b, c
 
 
@@ -132,7 +139,7 @@ def detect_start(images: np.ndarray, joints: np.ndarray,
     dx, dtheta = distances(sig, joints, cfg.reference_index)
     counts = [0, 0, 0]
     for i in range(cfg.min_start_index, last + 1):
-        ok = _conditions(dx, dtheta, i, cfg)
+        ok = start_conditions(dx[i:i + cfg.run_length], dtheta[i], cfg)
         if all(ok):
             return i
         for k in range(3):
@@ -246,8 +253,7 @@ class StreamingStartDetector:
             return None
         start, _, dth_start = self._window[0]
         run = np.array([w[1] for w in self._window])
-        if np.all(run >= cfg.delta_image) and np.all(np.diff(run) >= 0.0) \
-                and dth_start >= cfg.delta_joints:
+        if all(start_conditions(run, dth_start, cfg)):
             self.state = 'in_action'
             self._action_start = start
             self._window.clear()

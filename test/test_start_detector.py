@@ -203,6 +203,30 @@ def test_streaming_without_action_done_stays_quiet_until_timeout():
     assert len(events) == 1 and det.state == 'in_action'
 
 
+def test_streaming_action_frames_timeout_rearms_without_action_done():
+    # Pitch (start 12), 20 rest frames, pitch again; nobody calls action_done().
+    one_sig, one_joints = sequence(rising(12, length=30), dict.fromkeys(range(12, 30), 0.3),
+                                   length=30)
+    rest_sig, rest_joints = sequence({}, {}, length=20)
+    sig = np.concatenate([one_sig, rest_sig, one_sig])
+    joints = np.concatenate([one_joints, rest_joints, one_joints])
+    det = StreamingStartDetector(StartDetectorConfig(action_frames=20))
+    events, states = [], {}
+    for t in range(len(sig)):
+        ev = det.update(t, sig[t], joints[t])
+        states[t] = det.state
+        if ev is not None:
+            events.append(ev.start_index)
+    # 20 frames after the start at 12 the action times out; the still run restarts at 33
+    # and arms after 10 frames (reference 42); the second motion starts at 50 + 12.
+    assert states[31] == 'in_action' and states[32] == 'waiting_for_rest'
+    assert states[41] == 'waiting_for_rest' and states[42] == 'armed'
+    assert events == [12, 62]
+    # Without the timeout the second pitch is never seen.
+    _, late = stream(sig, joints, cfg=StartDetectorConfig(action_frames=1000))
+    assert [e.start_index for e in late] == [12]
+
+
 def test_streaming_reset_when_index_goes_back():
     sig, joints = sequence(rising(12), dict.fromkeys(range(12, T), 0.3))
     det = StreamingStartDetector()
