@@ -50,12 +50,26 @@ class TrainConfig:
     # 'paper' (8 train / 2 test per participant and block) or 'lopo:<participant>'.
     data: str = 'data/synthetic/cache_fast'
     split: str = 'paper'
+    # Validation (training.splits): this many trials per (participant, block) of the
+    # training part, drawn with val_seed; 0 = no validation (train on every non-test
+    # trial, keep the last epoch's weights).
+    val_per_group: int = 1
+    val_seed: int = 0
+    # Early stopping: stop after this many epochs without a better validation score
+    # (accuracy, ties broken by lower NLL); 0 = run every epoch. model.pt always holds
+    # the best-validation epoch's weights when there is a validation split.
+    patience: int = 0
+    # Evaluate the training split with test-time averaging at the end (beside the
+    # running accuracy on augmented clips): shows whether the network fits its data.
+    eval_train: bool = True
     out: str = ''
     # Runtime.
     seed: int = 0
     device: str = 'auto'
     num_workers: int = 2
     amp: bool = True
+    # Validation every this many epochs (the last epoch always; 0 = only at the end).
+    # The test split is evaluated once, after training, on the chosen weights.
     eval_every: int = 1
     max_minutes: float = 0.0
     resume: bool = True

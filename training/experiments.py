@@ -333,13 +333,15 @@ def _load_run(run_dir: Path):
 
     from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
     from pitch_predictor.data.cache import TrialCache
-    from training.train import make_split
+    from training.splits import make_split
     metrics = json.loads((run_dir / 'metrics.json').read_text())
     ckpt = load_checkpoint(run_dir / 'model.pt')
     device = torch.device('cpu')
     model = build_model_from_checkpoint(ckpt, device)
     cache = TrialCache(metrics['data'])
-    _, test_idx = make_split(cache, metrics['split'])
+    cfg = metrics.get('config', {})
+    test_idx = make_split(cache, metrics['split'], int(cfg.get('val_per_group', 0)),
+                          int(cfg.get('val_seed', 0))).test
     return model, cache, test_idx, ckpt, device
 
 

@@ -33,21 +33,24 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
 
 
 def plot_curves(history: List[Mapping[str, float]], path: Path, title: str = '') -> None:
-    """Save training loss and train/test accuracy against epoch."""
+    """Save training loss and train/validation accuracy against epoch."""
     epochs = [h['epoch'] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h['train_loss'] for h in history], label='train')
-    evaluated = [h for h in history if h.get('test_loss') is not None]
+    # Runs from before the validation split recorded the test split every epoch.
+    key, name = ('val', 'validation') if any(h.get('val_loss') is not None for h in history) \
+        else ('test', 'test')
+    evaluated = [h for h in history if h.get(f'{key}_loss') is not None]
     if evaluated:
-        ax_loss.plot([h['epoch'] for h in evaluated], [h['test_loss'] for h in evaluated],
-                     label='test')
+        ax_loss.plot([h['epoch'] for h in evaluated], [h[f'{key}_loss'] for h in evaluated],
+                     label=name)
     ax_loss.set_xlabel('epoch')
     ax_loss.set_ylabel('cross-entropy')
     ax_loss.legend()
     ax_acc.plot(epochs, [h['train_acc'] for h in history], label='train (augmented clips)')
     if evaluated:
-        ax_acc.plot([h['epoch'] for h in evaluated], [h['test_acc'] for h in evaluated],
-                    label='test (Table II averaging)')
+        ax_acc.plot([h['epoch'] for h in evaluated], [h[f'{key}_acc'] for h in evaluated],
+                    label=f'{name} (Table II averaging)')
     ax_acc.axhline(1 / 9, color='grey', linestyle=':', label='chance')
     ax_acc.set_xlabel('epoch')
     ax_acc.set_ylabel('accuracy')

@@ -10,9 +10,13 @@ Several GPUs or nodes (DistributedDataParallel; gloo on CPU, NCCL on CUDA), no c
 
     torchrun --standalone --nproc_per_node 2 -m training.train --config ...
 
+The split (``training.splits``) is train / validation / test: validation is scored every
+``eval_every`` epochs, early stopping (``patience``) and the kept weights use it, and the
+test split is evaluated once, at the end, on those weights.
+
 The run folder gets ``state.pt`` (resume point, rewritten every epoch), ``model.pt``
 (the node's checkpoint format), ``metrics.json``, ``confusion.csv``/``.png``,
-``curves.png``, ``predictions.csv`` and ``config.yaml``. Rerunning the same command
+``curves.png``, ``predictions.csv`` (test trials) and ``config.yaml``. Rerunning the same command
 resumes from ``state.pt``; a larger ``epochs=`` continues a finished run.
 """
 
@@ -30,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pitch_predictor.checkpoint import save_checkpoint
-from pitch_predictor.data.cache import lopo_splits, paper_split, TrialCache
+from pitch_predictor.data.cache import TrialCache
 from pitch_predictor.device import select_device
 from pitch_predictor.kinect import CLASS_NAMES
 from pitch_predictor.networks import build_model, fast_config, model_config_defaults
@@ -47,10 +51,12 @@ from training.dataset import augment_batch, ClipCollate, ClipDataset
 from training.evaluate import predict_trials
 from training.metrics import summarize
 from training.plots import plot_confusion, plot_curves
+from training.splits import make_split, Split, SplitError
 
 # Keys whose change makes an existing run folder a different run (resume refuses it).
 RUN_IDENTITY_KEYS = ('model', 'model_preset', 'model_config', 'preprocess', 'sampling',
-                     'split', 'seed', 'batch_size', 'optimizer', 'pretrained', 'init')
+                     'split', 'val_per_group', 'val_seed', 'seed', 'batch_size', 'optimizer',
+                     'pretrained', 'init')
 
 
 @dataclass
@@ -125,20 +131,23 @@ def open_cache(data: str, preprocess: Optional[PreprocessConfig]) -> TrialCache:
     return cache
 
 
-def make_split(cache: TrialCache, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Return (train, test) trial indices: 'paper' or 'lopo:<participant>'."""
-    if split == 'paper':
-        train_idx, test_idx = paper_split(cache)
-        return np.asarray(train_idx), np.asarray(test_idx)
-    if split.startswith('lopo:'):
-        wanted = split.split(':', 1)[1]
-        folds = lopo_splits(cache)
-        for participant, train_idx, test_idx in folds:
-            if str(participant) == wanted:
-                return np.asarray(train_idx), np.asarray(test_idx)
-        raise ConfigError(f'split {split!r}: no participant {wanted!r} in the cache '
-                          f'(participants: {[str(p) for p, _, _ in folds]})')
-    raise ConfigError(f'split must be "paper" or "lopo:<participant>", got {split!r}')
+def split_trials(cache: TrialCache, cfg: TrainConfig) -> Split:
+    """Return the config's train / validation / test split (``training.splits``)."""
+    try:
+        split = make_split(cache, cfg.split, cfg.val_per_group, cfg.val_seed)
+    except SplitError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(split.train) == 0 or len(split.test) == 0:
+        raise ConfigError(f'{cfg.data}: split {cfg.split!r} leaves {split.sizes()} trials; '
+                          'train and test must be non-empty')
+    return split
+
+
+def better(score: Tuple[float, float], best: Optional[Tuple[float, float]]) -> bool:
+    """Return True when (accuracy, nll) beats ``best``: higher accuracy, then lower NLL."""
+    if best is None:
+        return True
+    return score[0] > best[0] or (score[0] == best[0] and score[1] < best[1])
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -289,10 +298,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     # ---- data: memory-mapped uint8 crops, one sample = one clip of the detected window
     cache = open_cache(cfg.data, preprocess if kind == 'rgb' else None)
-    train_idx, test_idx = make_split(cache, cfg.split)
-    if len(train_idx) == 0 or len(test_idx) == 0:
-        raise ConfigError(f'{cfg.data}: split {cfg.split!r} leaves {len(train_idx)} training '
-                          f'and {len(test_idx)} test trials; both must be non-empty')
+    split = split_trials(cache, cfg)
+    train_idx, val_idx, test_idx = split.train, split.validation, split.test
+    validating = len(val_idx) > 0
     model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -300,6 +308,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     num_params = sum(p.numel() for p in model.parameters())
 
     start_epoch, history, elapsed_before = 0, [], 0.0
+    # The best validation epoch so far: its (accuracy, nll) and weights (CPU copies).
+    best_epoch, best_score, best_weights = 0, None, None
     state_path = run_dir / 'state.pt'
     if cfg.resume and state_path.exists():
         state = torch.load(state_path, map_location='cpu', weights_only=True)
@@ -308,6 +318,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         optimizer.load_state_dict(state['optimizer'])
         start_epoch, history = int(state['epoch']), list(state['history'])
         elapsed_before = float(state.get('train_seconds', 0.0))
+        if state.get('best_model') is not None:
+            best_epoch, best_weights = int(state['best_epoch']), state['best_model']
+            best_score = (float(state['best_score'][0]), float(state['best_score'][1]))
         log(f'resuming {run_dir} after epoch {start_epoch}')
     raw_model = model
     if ddp.enabled:
@@ -327,18 +340,25 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
     log(f'{cfg.name}: {cfg.model} ({num_params / 1e6:.2f} M params, {kind}) sampling '
-        f'{cfg.sampling}, {len(train_idx)} train / {len(test_idx)} test trials, '
-        f'{cfg.epochs} epochs x {steps_per_epoch} steps, device {device}, '
-        f'world {ddp.world_size}')
+        f'{cfg.sampling}, {len(train_idx)} train / {len(val_idx)} validation / '
+        f'{len(test_idx)} test trials, {cfg.epochs} epochs x {steps_per_epoch} steps, '
+        f'device {device}, world {ddp.world_size}')
 
-    def evaluate() -> Tuple[np.ndarray, Dict[str, Any]]:
-        probs = predict_trials(raw_model, cache, test_idx, cfg.sampling, preprocess, device,
+    def evaluate(trials: np.ndarray) -> Tuple[np.ndarray, Dict[str, Any]]:
+        probs = predict_trials(raw_model, cache, trials, cfg.sampling, preprocess, device,
                                autocast=cfg.amp)
-        return probs, summarize(probs, np.asarray(cache.labels)[test_idx], CLASS_NAMES)
+        return probs, summarize(probs, np.asarray(cache.labels)[trials], CLASS_NAMES)
+
+    def patience_spent(epoch: int) -> bool:
+        return validating and cfg.patience > 0 and best_score is not None \
+            and epoch - best_epoch >= cfg.patience
 
     # ---- the loop
     train_seconds = elapsed_before
-    for epoch in range(start_epoch, cfg.epochs):
+    stop_reason = 'epochs'
+    if start_epoch > 0 and patience_spent(start_epoch):
+        stop_reason = 'patience'  # a resumed run that had already stopped early
+    for epoch in range(start_epoch, cfg.epochs if stop_reason == 'epochs' else start_epoch):
         model.train()
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -380,31 +400,46 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         record = {'epoch': epoch + 1, 'train_loss': float(sums[0] / sums[2]),
                   'train_acc': float(sums[1] / sums[2]), 'epoch_seconds': epoch_seconds,
                   'data_wait_seconds': data_seconds,
-                  'lr': optimizer.param_groups[0]['lr'], 'test_loss': None, 'test_acc': None}
+                  'lr': optimizer.param_groups[0]['lr'], 'val_loss': None, 'val_acc': None}
         last = epoch + 1 == cfg.epochs
-        # Every rank takes the same decision, so no rank waits on a collective alone.
-        out_of_time = torch.tensor(
-            float(cfg.max_minutes > 0 and train_seconds > cfg.max_minutes * 60))
-        if ddp.enabled:
-            dist.all_reduce(out_of_time, op=dist.ReduceOp.MAX)
-        stop = bool(out_of_time.item())
+        # flags: out of time (every rank knows), patience spent (rank 0 validates). Every
+        # rank takes the same decision, so no rank waits on a collective alone.
+        flags = torch.tensor([float(cfg.max_minutes > 0
+                                    and train_seconds > cfg.max_minutes * 60), 0.0])
         if ddp.is_main:
-            if cfg.eval_every > 0 and ((epoch + 1) % cfg.eval_every == 0 or last or stop):
-                _, metrics = evaluate()
-                record.update(test_loss=metrics['nll'], test_acc=metrics['accuracy'])
+            if validating and (last or bool(flags[0]) or (
+                    cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)):
+                _, metrics = evaluate(val_idx)
+                record.update(val_loss=metrics['nll'], val_acc=metrics['accuracy'])
+                score = (metrics['accuracy'], metrics['nll'])
+                if better(score, best_score):
+                    best_epoch, best_score = epoch + 1, score
+                    best_weights = {k: v.detach().cpu().clone()
+                                    for k, v in raw_model.state_dict().items()}
+                flags[1] = float(patience_spent(epoch + 1))
             history.append(record)
-            test_text = ('' if record['test_acc'] is None
-                         else f' test acc {record["test_acc"]:.3f}')
+            val_text = ('' if record['val_acc'] is None
+                        else f' val acc {record["val_acc"]:.3f} (best {best_score[0]:.3f} '
+                             f'at epoch {best_epoch})')
             log(f'epoch {epoch + 1}: loss {record["train_loss"]:.3f} train acc '
-                f'{record["train_acc"]:.3f}{test_text} ({epoch_seconds:.1f} s, '
+                f'{record["train_acc"]:.3f}{val_text} ({epoch_seconds:.1f} s, '
                 f'{data_seconds:.1f} s waiting for data)')
             torch.save({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
                         'epoch': epoch + 1, 'history': history, 'config': cfg.to_dict(),
-                        'train_seconds': train_seconds}, state_path)
+                        'train_seconds': train_seconds, 'best_epoch': best_epoch,
+                        'best_score': list(best_score) if best_score else None,
+                        'best_model': best_weights}, state_path)
             plot_curves(history, run_dir / 'curves.png', title=cfg.name)
         if ddp.enabled:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             dist.barrier()
-        if stop and not last:
+        if flags[1] and not last:
+            stop_reason = 'patience'
+            log(f'stopping after epoch {epoch + 1}: no better validation score for '
+                f'{cfg.patience} epochs (best: epoch {best_epoch})')
+            break
+        if flags[0] and not last:
+            stop_reason = 'max_minutes'
             log(f'stopping after epoch {epoch + 1}: max_minutes={cfg.max_minutes} reached')
             break
 
@@ -412,17 +447,30 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     rank_weight_diffs = ranks_weight_difference(raw_model) if ddp.enabled else [0.0]
     result: Dict[str, Any] = {}
     if ddp.is_main:
-        t0 = time.perf_counter()
-        probs, metrics = evaluate()
-        eval_seconds = time.perf_counter() - t0
         epochs_run = len(history)
+        chosen_epoch = epochs_run
+        if validating and best_weights is not None:
+            raw_model.load_state_dict(best_weights)
+            chosen_epoch = best_epoch
+        chosen = next((h for h in history if h['epoch'] == chosen_epoch), {})
+        t0 = time.perf_counter()
+        val_metrics = evaluate(val_idx)[1] if validating else None
+        probs, metrics = evaluate(test_idx)  # the only look at the test split
+        eval_seconds = time.perf_counter() - t0
+        train_metrics = {'running_accuracy': chosen.get('train_acc'),
+                         'running_loss': chosen.get('train_loss'),
+                         'num_trials': int(len(train_idx))}
+        if cfg.eval_train:
+            train_metrics.update(evaluate(train_idx)[1])
         epoch_times = [h['epoch_seconds'] for h in history]
         result = {
             'name': cfg.name, 'model': cfg.model, 'model_config': model_config,
             'preprocess': preprocess.to_dict(), 'sampling': cfg.sampling, 'split': cfg.split,
             'data': str(cfg.data), 'num_train': int(len(train_idx)),
+            'num_validation': int(len(val_idx)),
             'num_test': int(len(test_idx)), 'num_parameters': int(num_params),
-            'epochs_run': epochs_run, 'world_size': ddp.world_size, 'device': str(device),
+            'epochs_run': epochs_run, 'chosen_epoch': chosen_epoch,
+            'stop_reason': stop_reason, 'world_size': ddp.world_size, 'device': str(device),
             'seconds_per_epoch': float(np.mean(epoch_times)) if epoch_times else None,
             # Share of training time the loop waited for the input pipeline (the first
             # batch of each epoch includes starting the workers).
@@ -433,24 +481,33 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'command': ' '.join([os.path.basename(sys.executable), '-m', 'training.train']
                                 + list(argv if argv is not None else sys.argv[1:])),
-            'test': metrics, 'history': history, 'config': cfg.to_dict(),
+            'train': train_metrics, 'validation': val_metrics, 'test': metrics,
+            'history': history, 'config': cfg.to_dict(),
             'max_weight_diff_to_rank0': rank_weight_diffs,
         }
         save_checkpoint(run_dir / 'model.pt', raw_model, model_name=cfg.model,
                         model_config=model_config, preprocess=preprocess,
                         sampling_method=cfg.sampling,
                         meta={'accuracy': metrics['accuracy'], 'ece': metrics['ece'],
-                              'epochs': epochs_run, 'split': cfg.split, 'data': str(cfg.data),
+                              'num_test': int(len(test_idx)),
+                              'val_accuracy': val_metrics['accuracy'] if validating else None,
+                              'num_validation': int(len(val_idx)),
+                              'epochs': epochs_run, 'chosen_epoch': chosen_epoch,
+                              'split': cfg.split, 'val_per_group': cfg.val_per_group,
+                              'val_seed': cfg.val_seed, 'data': str(cfg.data),
                               'seed': cfg.seed, 'date': result['date'],
                               'trained_by': 'training/train.py', 'run': cfg.name})
         (run_dir / 'metrics.json').write_text(json.dumps(result, indent=2))
         write_confusion_csv(run_dir / 'confusion.csv', metrics['confusion_matrix'])
         plot_confusion(np.asarray(metrics['confusion_matrix']), CLASS_NAMES,
                        run_dir / 'confusion.png',
-                       title=f'{cfg.name}: accuracy {metrics["accuracy"]:.3f}')
+                       title=f'{cfg.name}: test accuracy {metrics["accuracy"]:.3f}')
         write_predictions(run_dir / 'predictions.csv', cache, test_idx, probs)
         plot_curves(history, run_dir / 'curves.png', title=cfg.name)
-        log(f'{cfg.name}: test accuracy {metrics["accuracy"]:.4f}, ECE {metrics["ece"]:.4f}, '
+        val_text = (f'validation accuracy {val_metrics["accuracy"]:.4f} (epoch '
+                    f'{chosen_epoch} of {epochs_run}), ' if validating else '')
+        log(f'{cfg.name}: {val_text}test accuracy {metrics["accuracy"]:.4f} '
+            f'({len(test_idx)} trials), ECE {metrics["ece"]:.4f}, '
             f'{result["seconds_per_epoch"] or 0:.1f} s/epoch -> {run_dir}')
     if ddp.enabled:
         dist.barrier()
