@@ -449,9 +449,24 @@ def register_model(name: str, *, defaults: Dict[str, Any],
     return decorate
 
 
+_REGISTERED = False
+
+
 def _load_peers() -> None:
-    # peers.py registers itself on import; it imports this module, so import it lazily.
-    from pitch_predictor import peers  # noqa: F401
+    """
+    Complete the registry on first use: the peers and the two-stream networks.
+
+    Their modules import this one, so they are imported here, lazily, and each registers
+    its models through an explicit ``register_models(register_model)`` (importing one of
+    them has no side effect on the registry).
+    """
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from pitch_predictor import peers, two_stream
+    peers.register_models(register_model)
+    two_stream.register_models(register_model)
+    _REGISTERED = True
 
 
 def _spec(name: str) -> ModelSpec:

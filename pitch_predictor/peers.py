@@ -7,17 +7,24 @@ Peer models to compare against: 3D CNNs from torchvision's video ResNets and a s
   ``blocks`` make the narrow fast variants. They have no per-frame backbone: ``backbone``
   is the identity and ``forward_features`` takes the clip.
 - ``skeleton_gru``: a GRU over the 25 Kinect joints of every frame (``input_kind``
-  'joints'), coordinates taken relative to the first frame's SpineBase.
+  'joints'); config ``features``: 'centred' (pitcher-centred body frame, velocities,
+  validity; the fast preset) or 'spinebase' (relative to the first frame's SpineBase in
+  camera axes: the original peer, and the meaning of a config without the key).
 """
 
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pitch_predictor.kinect import JOINT_INDEX, NUM_BLOCKS, NUM_JOINTS
-from pitch_predictor.networks import PitchNet, register_model
+from pitch_predictor.joints import (
+    centred_joint_features, centred_joint_features_step, FEATURES_PER_FRAME,
+    init_feature_state, SPINE_BASE, spinebase_joint_inputs)
+from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
+from pitch_predictor.networks import PitchNet
 import torch
 from torch import nn
 from torchvision.models.video.resnet import (
     BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple)
+
+JOINT_FEATURES = ('centred', 'spinebase')
 
 VIDEO_DEFAULTS = {
     'input_size': 224,
@@ -98,19 +105,16 @@ class VideoResNetPeer(PitchNet):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-@register_model('r3d_18', defaults=VIDEO_DEFAULTS, fast=VIDEO_FAST)
 def r3d_18(**config: Any) -> PitchNet:
     """Build torchvision's R3D-18 (3D convolutions throughout), untrained."""
     return VideoResNetPeer('r3d_18', **config)
 
 
-@register_model('mc3_18', defaults=VIDEO_DEFAULTS, fast=VIDEO_FAST)
 def mc3_18(**config: Any) -> PitchNet:
     """Build torchvision's MC3-18 (3D convolutions in stage 1, 2D in stages 2-4), untrained."""
     return VideoResNetPeer('mc3_18', **config)
 
 
-@register_model('r2plus1d_18', defaults=VIDEO_DEFAULTS, fast=VIDEO_FAST)
 def r2plus1d_18(**config: Any) -> PitchNet:
     """Build torchvision's R(2+1)D-18 (factorised spatial and temporal convs), untrained."""
     return VideoResNetPeer('r2plus1d_18', **config)
@@ -120,16 +124,31 @@ class SkeletonGRU(PitchNet):
     """
     A GRU over Kinect joints: ``forward(joints (B, T, 25, 3)) -> logits (B, 9)``.
 
-    Joints are taken relative to the first frame's SpineBase (where the pitcher stands
-    does not matter, the motion does); NaN (untracked) joints count as zeros.
+    ``features`` chooses the per-frame GRU inputs (see :mod:`pitch_predictor.joints`):
+
+    - ``'centred'``: the pitcher-centred body frame of the clip's reference frame (origin,
+      heading and scale of the pitcher at rest), velocities and a validity mask per joint
+      (25 x 7 inputs): the camera's placement and the pitcher's size drop out;
+    - ``'spinebase'`` (the original peer, and what a config without the key means): camera
+      axes in metres relative to the first frame's SpineBase, NaN joints as zeros (75).
+
+    Parts: ``gru`` (the encoder; its last output is the clip's vector, :meth:`encode`),
+    ``dropout`` and ``output`` (the 9-way head). The two-stream networks use this module
+    as their skeleton branch, so a ``skeleton_gru`` checkpoint loads into one.
     """
 
     input_kind = 'joints'
 
-    def __init__(self, *, hidden: int, layers: int, dropout: float, num_classes: int) -> None:
+    def __init__(self, *, hidden: int, layers: int, dropout: float, num_classes: int,
+                 features: str = 'spinebase') -> None:
         super().__init__()
+        if features not in JOINT_FEATURES:
+            raise ValueError(f'skeleton features must be one of {JOINT_FEATURES}, got '
+                             f'{features!r}')
+        self.joint_features = features
         self.feature_shape = (NUM_JOINTS, 3)
-        self.gru = nn.GRU(NUM_JOINTS * 3, hidden, num_layers=layers, batch_first=True,
+        inputs = FEATURES_PER_FRAME if features == 'centred' else NUM_JOINTS * 3
+        self.gru = nn.GRU(inputs, hidden, num_layers=layers, batch_first=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, num_classes)
@@ -142,21 +161,69 @@ class SkeletonGRU(PitchNet):
         """Logits from joints ``(B, T, 25, 3)``."""
         return self.forward(feats)
 
-    def forward(self, joints: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, 9)`` from joints ``(B, T, 25, 3)`` in metres."""
+    def inputs(self, joints: torch.Tensor) -> torch.Tensor:
+        """GRU inputs ``(B, T, F)`` from joints ``(B, T, 25, 3)`` (NaN = missing)."""
         if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
             raise ValueError(f'skeleton_gru expects joints (B, T, {NUM_JOINTS}, 3), got '
                              f'{tuple(joints.shape)}')
-        joints = torch.nan_to_num(joints.float())
-        origin = joints[:, :1, JOINT_INDEX['SpineBase']:JOINT_INDEX['SpineBase'] + 1]
-        outputs, _ = self.gru((joints - origin).flatten(2))
-        return self.output(self.dropout(outputs[:, -1]))
+        if self.joint_features == 'centred':
+            return centred_joint_features(joints).flatten(2)
+        return spinebase_joint_inputs(joints)
+
+    def encode(self, joints: torch.Tensor) -> torch.Tensor:
+        """Return the clip's vector ``(B, hidden)``: the GRU's last output."""
+        outputs, _ = self.gru(self.inputs(joints))
+        return outputs[:, -1]
+
+    def classify(self, vector: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from :meth:`encode`'s vector."""
+        return self.output(self.dropout(vector))
+
+    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from joints ``(B, T, 25, 3)`` in metres."""
+        return self.classify(self.encode(joints))
+
+    def init_encoder_state(self, batch: int, device: Optional[torch.device] = None
+                           ) -> Dict[str, Any]:
+        """Return the encoder state before a clip's first frame (for :meth:`encode_step`)."""
+        return {'hidden': torch.zeros(self.gru.num_layers, batch, self.gru.hidden_size,
+                                      device=device),
+                'features': init_feature_state(batch, device),
+                'origin': None}
+
+    def encode_step(self, joints: torch.Tensor, state: Dict[str, Any]
+                    ) -> Tuple[torch.Tensor, Dict[str, Any]]:
+        """
+        Advance by one frame's joints ``(B, 25, 3)``; return (vector so far, new state).
+
+        After T steps the vector equals :meth:`encode` of those T frames.
+        """
+        origin = state['origin']
+        features = state['features']
+        if self.joint_features == 'centred':
+            frame, features = centred_joint_features_step(joints, features)
+            inputs = frame.flatten(1)
+        else:
+            clean = torch.nan_to_num(joints.float())
+            if origin is None:
+                origin = clean[:, SPINE_BASE:SPINE_BASE + 1]
+            inputs = (clean - origin).flatten(1)
+        output, hidden = self.gru(inputs.unsqueeze(1), state['hidden'])
+        return output[:, 0], {'hidden': hidden, 'features': features, 'origin': origin}
 
 
-@register_model('skeleton_gru',
-                defaults={'hidden': 128, 'layers': 2, 'dropout': 0.2,
-                          'num_classes': NUM_BLOCKS},
-                fast={'hidden': 64})
+SKELETON_DEFAULTS = {'hidden': 128, 'layers': 2, 'dropout': 0.2, 'num_classes': NUM_BLOCKS,
+                     'features': 'spinebase'}
+SKELETON_FAST = {'hidden': 64, 'features': 'centred'}
+
+
 def skeleton_gru(**config: Any) -> PitchNet:
     """Build a 2-layer GRU over the 25 Kinect joints of every frame."""
     return SkeletonGRU(**config)
+
+
+def register_models(register_model) -> None:
+    """Register the peers (called by the registry in networks.py)."""
+    for builder in (r3d_18, mc3_18, r2plus1d_18):
+        register_model(builder.__name__, defaults=VIDEO_DEFAULTS, fast=VIDEO_FAST)(builder)
+    register_model('skeleton_gru', defaults=SKELETON_DEFAULTS, fast=SKELETON_FAST)(skeleton_gru)

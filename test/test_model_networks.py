@@ -13,6 +13,7 @@ import torchvision.models.video as video
 ALEXNETS = ['gru_alexnet', 'convgru1d_alexnet', 'convgru2d_alexnet', 'convgru2d2_alexnet']
 CONVGRUS = ALEXNETS[1:]
 VIDEO_PEERS = ['r3d_18', 'mc3_18', 'r2plus1d_18']
+TWO_STREAM = ['two_stream_1d', 'two_stream_2d']
 
 
 def small(name, **overrides):
@@ -23,7 +24,7 @@ def small(name, **overrides):
 
 
 def test_registry_lists_every_network():
-    assert set(list_models()) == set(ALEXNETS + VIDEO_PEERS + ['skeleton_gru'])
+    assert set(list_models()) == set(ALEXNETS + VIDEO_PEERS + ['skeleton_gru'] + TWO_STREAM)
 
 
 def test_registry_errors_and_copies():

@@ -1,0 +1,207 @@
+"""
+Joint features in a pitcher-centred body frame: one source of truth for every joints model.
+
+Input: Kinect camera-space joints ``(..., 25, 3)`` in metres (x to the sensor's left,
+y up, z away from the sensor), in the SDK order of :mod:`pitch_predictor.kinect`. NaN marks
+a missing joint; a missing frame is a whole skeleton of NaN.
+
+The body frame is fixed once per clip at the *reference frame*: the clip's first frame
+whose skeleton has SpineBase, SpineShoulder and at least one of the hip or shoulder pairs
+(the pitcher stands still at rest there: the clip starts at the detected start frame).
+Measured on that frame:
+
+- origin: SpineBase,
+- right axis: the sum of the hips' and the shoulders' left-to-right vectors (HipRight -
+  HipLeft, ShoulderRight - ShoulderLeft; a pair counts only if both joints are there),
+  projected on the horizontal plane (Kinect y is up) and normalised,
+- up axis: Kinect y; forward axis: up x right (the way the pitcher faces),
+- scale: the torso length |SpineShoulder - SpineBase| (about 0.5 m for an adult).
+
+Every frame of the clip is expressed in that one frame: ``(right, up, forward) / scale``,
+so the features do not depend on where the camera stands (position, heading) or on how
+tall the pitcher is, while the motion (including turning and stepping) stays visible.
+
+Per frame and joint, :data:`FEATURES_PER_JOINT` = 7 values (:data:`FEATURE_NAMES`):
+position (3), velocity (3: the position minus the previous clip frame's, per sampled
+step, not per second) and validity (1). A joint that is missing, or any joint before the
+reference frame (no body frame yet), gets zeros with validity 0; a velocity is 0 unless
+the joint is valid in both frames. Without any valid reference frame the whole clip is
+zeros: the models still run and the caller decides what such a window means.
+
+:func:`centred_joint_features` does a whole clip; :func:`init_feature_state` and
+:func:`centred_joint_features_step` do the same one frame at a time (streaming) and give
+the same values. Both only use ``torch.where`` on NaN, never arithmetic, so no NaN reaches
+the output and the ONNX graph takes NaN joints as they are.
+"""
+
+from dataclasses import dataclass
+from typing import Tuple
+
+from pitch_predictor.kinect import JOINT_INDEX, NUM_JOINTS
+import torch
+
+FEATURE_NAMES = ('x', 'y', 'z', 'vx', 'vy', 'vz', 'valid')
+FEATURES_PER_JOINT = len(FEATURE_NAMES)
+FEATURES_PER_FRAME = NUM_JOINTS * FEATURES_PER_JOINT
+
+SPINE_BASE = JOINT_INDEX['SpineBase']
+SPINE_SHOULDER = JOINT_INDEX['SpineShoulder']
+LEFT_RIGHT_PAIRS = ((JOINT_INDEX['HipLeft'], JOINT_INDEX['HipRight']),
+                    (JOINT_INDEX['ShoulderLeft'], JOINT_INDEX['ShoulderRight']))
+
+# A reference frame needs a torso longer than this and a left-right axis whose
+# horizontal part is longer than this (metres); shorter ones are tracking failures.
+MIN_TORSO = 0.05
+MIN_AXIS = 1e-3
+
+
+def joint_validity(joints: torch.Tensor) -> torch.Tensor:
+    """Return which joints are present: ``(..., 25, 3) -> (..., 25)`` bool (no NaN)."""
+    return ~torch.isnan(joints).any(dim=-1)
+
+
+def _zero_missing(joints: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return torch.where(valid.unsqueeze(-1), joints, torch.zeros_like(joints))
+
+
+def body_frame(joints: torch.Tensor, valid: torch.Tensor
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Measure the body frame every skeleton would give if it were the reference.
+
+    ``joints`` ``(..., 25, 3)`` with missing joints already zero, ``valid`` ``(..., 25)``.
+    Returns ``origin (..., 3)``, ``right (..., 2)`` (the unit right axis's x and z),
+    ``scale (...)`` and ``ok (...)`` (bool: this skeleton can be a reference). Where
+    ``ok`` is False the other values are finite placeholders.
+    """
+    origin = joints[..., SPINE_BASE, :]
+    axis = torch.zeros_like(origin)
+    has_pair = torch.zeros_like(valid[..., 0])
+    for left, right in LEFT_RIGHT_PAIRS:
+        both = valid[..., left] & valid[..., right]
+        vector = joints[..., right, :] - joints[..., left, :]
+        axis = axis + torch.where(both.unsqueeze(-1), vector, torch.zeros_like(vector))
+        has_pair = has_pair | both
+    flat = torch.stack([axis[..., 0], axis[..., 2]], dim=-1)  # horizontal part (x, z)
+    length = flat.norm(dim=-1)
+    unit = flat / length.clamp(min=MIN_AXIS).unsqueeze(-1)
+    torso = (joints[..., SPINE_SHOULDER, :] - origin).norm(dim=-1)
+    ok = (valid[..., SPINE_BASE] & valid[..., SPINE_SHOULDER] & has_pair
+          & (length > MIN_AXIS) & (torso > MIN_TORSO))
+    # Placeholders keep every later division finite where ok is False.
+    unit = torch.where(ok.unsqueeze(-1), unit, torch.tensor([1.0, 0.0]).to(unit))
+    scale = torch.where(ok, torso, torch.ones_like(torso))
+    return origin, unit, scale, ok
+
+
+def to_body_frame(joints: torch.Tensor, origin: torch.Tensor, right: torch.Tensor,
+                  scale: torch.Tensor) -> torch.Tensor:
+    """
+    Express joints ``(..., 25, 3)`` in a body frame: ``(right, up, forward) / scale``.
+
+    ``origin (..., 3)``, ``right (..., 2)`` (unit x, z of the right axis) and ``scale
+    (...)`` broadcast over the joints. forward = up x right = (right_z, 0, -right_x).
+    """
+    offset = joints - origin.unsqueeze(-2)
+    cos, sin = right[..., 0:1], right[..., 1:2]  # (..., 1), broadcast over joints
+    lateral = offset[..., 0] * cos + offset[..., 2] * sin
+    forward = offset[..., 0] * sin - offset[..., 2] * cos
+    local = torch.stack([lateral, offset[..., 1], forward], dim=-1)
+    return local / scale.unsqueeze(-1).unsqueeze(-1)
+
+
+def _assemble(position: torch.Tensor, valid: torch.Tensor, previous: torch.Tensor,
+              previous_valid: torch.Tensor) -> torch.Tensor:
+    position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
+    both = (valid & previous_valid).unsqueeze(-1)
+    velocity = torch.where(both, position - previous, torch.zeros_like(position))
+    return torch.cat([position, velocity, valid.unsqueeze(-1).to(position.dtype)], dim=-1)
+
+
+def centred_joint_features(joints: torch.Tensor) -> torch.Tensor:
+    """
+    Return the body-frame features of whole clips: ``(B, T, 25, 3) -> (B, T, 25, 7)``.
+
+    See the module docstring for the frame and the 7 values per joint. NaN-free output.
+    """
+    if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
+        raise ValueError(f'joint features expect joints (B, T, {NUM_JOINTS}, 3), got '
+                         f'{tuple(joints.shape)}')
+    joints = joints.float()
+    valid = joint_validity(joints)
+    joints = _zero_missing(joints, valid)
+    origin, right, scale, ok = body_frame(joints, valid)  # per frame (B, T, ...)
+    seen = torch.cumsum(ok.to(torch.int64), dim=1)
+    # The first ok frame of each clip; a sum with one non-zero term copies it exactly.
+    first = (ok & (seen == 1)).to(joints.dtype)
+    origin = (first.unsqueeze(-1) * origin).sum(dim=1, keepdim=True)
+    right = (first.unsqueeze(-1) * right).sum(dim=1, keepdim=True)
+    scale = (first * scale).sum(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # clips with no reference
+    valid = valid & (seen > 0).unsqueeze(-1)  # nothing before the reference frame
+    position = to_body_frame(joints, origin, right, scale)
+    position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
+    previous = torch.cat([torch.zeros_like(position[:, :1]), position[:, :-1]], dim=1)
+    previous_valid = torch.cat([torch.zeros_like(valid[:, :1]), valid[:, :-1]], dim=1)
+    return _assemble(position, valid, previous, previous_valid)
+
+
+@dataclass
+class JointFeatureState:
+    """What streaming joint features carry between frames (all tensors, batch first)."""
+
+    found: torch.Tensor  # (B,) bool: the reference frame has been seen
+    origin: torch.Tensor  # (B, 3)
+    right: torch.Tensor  # (B, 2)
+    scale: torch.Tensor  # (B,)
+    position: torch.Tensor  # (B, 25, 3) last frame's body-frame positions (0 if invalid)
+    valid: torch.Tensor  # (B, 25) bool, last frame's validity
+
+
+def init_feature_state(batch: int, device=None) -> JointFeatureState:
+    """Return the state before a clip's first frame (no reference frame yet)."""
+    return JointFeatureState(
+        found=torch.zeros(batch, dtype=torch.bool, device=device),
+        origin=torch.zeros(batch, 3, device=device),
+        right=torch.tensor([[1.0, 0.0]], device=device).repeat(batch, 1),
+        scale=torch.ones(batch, device=device),
+        position=torch.zeros(batch, NUM_JOINTS, 3, device=device),
+        valid=torch.zeros(batch, NUM_JOINTS, dtype=torch.bool, device=device))
+
+
+def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState
+                                ) -> Tuple[torch.Tensor, JointFeatureState]:
+    """
+    Features of one frame ``(B, 25, 3) -> (B, 25, 7)`` and the new state.
+
+    Feeding a clip's frames in order gives :func:`centred_joint_features` of the clip.
+    """
+    if joints.dim() != 3 or tuple(joints.shape[1:]) != (NUM_JOINTS, 3):
+        raise ValueError(f'joint features expect one frame (B, {NUM_JOINTS}, 3), got '
+                         f'{tuple(joints.shape)}')
+    joints = joints.float()
+    valid = joint_validity(joints)
+    joints = _zero_missing(joints, valid)
+    origin, right, scale, ok = body_frame(joints, valid)
+    take = ok & ~state.found
+    origin = torch.where(take.unsqueeze(-1), origin, state.origin)
+    right = torch.where(take.unsqueeze(-1), right, state.right)
+    scale = torch.where(take, scale, state.scale)
+    found = state.found | ok
+    valid = valid & found.unsqueeze(-1)
+    position = to_body_frame(joints, origin, right, scale)
+    position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
+    features = _assemble(position, valid, state.position, state.valid)
+    return features, JointFeatureState(found, origin, right, scale, position, valid)
+
+
+def spinebase_joint_inputs(joints: torch.Tensor) -> torch.Tensor:
+    """
+    Return the old skeleton GRU inputs: ``(B, T, 25, 3) -> (B, T, 75)``.
+
+    NaN joints count as zeros, then every joint minus the clip's first frame's SpineBase
+    (camera axes and metres: depends on the camera's heading and the pitcher's size).
+    """
+    joints = torch.nan_to_num(joints.float())
+    origin = joints[:, :1, SPINE_BASE:SPINE_BASE + 1]
+    return (joints - origin).flatten(2)
