@@ -13,7 +13,9 @@ Out: ``/pitch/predicted_block`` (Int32), ``/pitch/block_probabilities``
      ``/pitch/annotated_image`` (when ``publish_annotated_image`` is true).
 
 Subscription callbacks only convert and ingest (crop, backbone features); decisions run
-on a :class:`DecisionWorker` thread, which publishes the results.
+on a :class:`DecisionWorker` thread, which publishes the results. With a two-stream
+(RGB + joints) model, a window with too little of the skeleton tracked is not published
+(``windows_skipped_no_skeleton``, WARN in ``/diagnostics``; docs/node.md, "Skeleton gaps").
 """
 
 import sys
@@ -118,8 +120,9 @@ class PredictorNode(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
-            f'ready: model {self.core.model_name} ({self.core.checkpoint.path}) on '
-            f'{self.core.device}, sampling method {self.core.sampling_method}, images '
+            f'ready: model {self.core.model_name} ({self.core.checkpoint.path}, input '
+            f'{self.core.input_kind}) on {self.core.device}, sampling method '
+            f'{self.core.sampling_method}, images '
             f'{image_sub.topic_name}, skeletons {skeleton_sub.topic_name} '
             f'({settings.skeleton_type}), QoS {self.values["qos_reliability"]} '
             f'depth {self.values["qos_depth"]}')
@@ -246,6 +249,7 @@ class PredictorNode(Node):
         rejected = sum(v for k, v in counters.items() if '_rejected.' in k)
         dropped = counters.get('frames_missing', 0) + counters.get(
             'decisions.superseded_final', 0)
+        skipped = counters.get('windows_skipped_no_skeleton', 0)
         latency = core.latency_percentiles()
         values = {
             'frames_received': counters.get('frames_received', 0),
@@ -260,15 +264,22 @@ class PredictorNode(Node):
             'latency_p95_ms': f'{latency["p95"] * 1e3:.1f}',
             'device': str(core.device),
             'model': core.model_name,
+            'input_kind': core.input_kind,
             'sampling_method': core.sampling_method,
         }
+        if core.two_stream:
+            values['windows_skipped_no_skeleton'] = skipped
+            values['decisions_with_filled_skeleton'] = counters.get(
+                'decisions_with_filled_skeleton', 0)
         values.update(sorted(counters.items()))
         failed = counters.get('decisions.failed', 0)
         level = DiagnosticStatus.ERROR if failed else (
-            DiagnosticStatus.WARN if rejected or dropped else DiagnosticStatus.OK)
-        message = ('decisions failing' if failed else
-                   f'{rejected} inputs rejected, {dropped} frames dropped' if level
-                   else 'running')
+            DiagnosticStatus.WARN if rejected or dropped or skipped else DiagnosticStatus.OK)
+        problems = ([f'{rejected} inputs rejected, {dropped} frames dropped']
+                    if rejected or dropped else [])
+        if skipped:
+            problems.append(f'{skipped} windows skipped: skeleton missing')
+        message = 'decisions failing' if failed else '; '.join(problems) or 'running'
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: pitch predictor', message=message,
             hardware_id=str(core.device),

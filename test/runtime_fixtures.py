@@ -8,7 +8,7 @@ written out plainly here instead of taken from the simulator.
 """
 
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -86,8 +86,12 @@ def synthetic_trial(width: int = 960, height: int = 540, seed: int = 0, frames: 
 
 
 def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int = 0,
-                    sampling_method: int = 2) -> Path:
-    """Save a randomly initialised fast model (input 112) as a checkpoint at ``path``."""
+                    sampling_method: int = 2, meta: Optional[dict] = None) -> Path:
+    """
+    Save a randomly initialised fast model (input 112) as a checkpoint at ``path``.
+
+    ``meta`` is added to the checkpoint's meta (e.g. a calibration ``temperature``).
+    """
     import torch
 
     from pitch_predictor.checkpoint import save_checkpoint
@@ -99,5 +103,5 @@ def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int
     model = build_model(model_name, **config)
     save_checkpoint(path, model, model_name=model_name, model_config=config,
                     preprocess=fast_preprocess(), sampling_method=sampling_method,
-                    meta={'purpose': 'test: random weights'})
+                    meta={'purpose': 'test: random weights', **(meta or {})})
     return Path(path)

@@ -7,7 +7,15 @@ bounded rolling buffer. Frames and skeletons are paired by stamp; each paired fr
 steps the streaming start detector. When a start is found, the 40-frame window fills
 from the buffer; once complete, the Table II test clips of the configured sampling
 method run through ``model.forward_features`` (recurrent layers and head only) in one
-batch, and the prediction is the mean of the clips' softmax outputs.
+batch, and the prediction is :func:`pitch_predictor.decision.mean_clip_probabilities`
+(the mean calibrated softmax, the checkpoint's temperature) over the clips.
+
+Two-stream models (``input_kind == 'rgb+joints'``) get the joints paired with each
+window frame beside its cached features. A frame without its own skeleton reuses the
+last one for ``skeleton_hold_frames`` frames, then gets NaN joints (the model masks
+them); a window with more than ``max_missing_skeleton_fraction`` of its frames without
+their own skeleton is not decided at all (counted ``windows_skipped_no_skeleton``,
+notified under the key ``skeleton_gap``). See docs/node.md, "Skeleton gaps".
 
 Decisions are :class:`DecisionJob` objects holding everything they need (features,
 clips), so they can run on another thread: pass ``submit`` to hand them to a worker
@@ -28,10 +36,13 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, 
 import numpy as np
 from pitch_predictor.checkpoint import (
     build_model_from_checkpoint, Checkpoint, load_checkpoint, PathLike)
+from pitch_predictor.decision import (
+    checkpoint_temperature, mean_clip_probabilities, prefix_groups)
 from pitch_predictor.device import select_device
 from pitch_predictor.kinect import FPS, NUM_BLOCKS, NUM_JOINTS, WINDOW
 from pitch_predictor.preprocessing import crop_frames, PreprocessError, test_transform
-from pitch_predictor.runtime.feature_buffer import FeatureBuffer, StreamFrame
+from pitch_predictor.runtime.feature_buffer import (
+    FeatureBuffer, SKELETON_HELD, SKELETON_MISSING, SKELETON_PAIRED, StreamFrame)
 from pitch_predictor.runtime.messages import MessageError, skeleton_stamp_ns, stamp_to_ns
 from pitch_predictor.runtime.pairing import PairedSample, StampPairer
 from pitch_predictor.sampling import sampling_method as sampling_row
@@ -47,6 +58,12 @@ _LOG = logging.getLogger(__name__)
 _BUFFER_MARGIN = 48
 
 PHASES = ('waiting_for_rest', 'armed', 'in_action', 'recording', 'predicted')
+
+# The model inputs the core can feed: RGB features, joints, or both (two-stream).
+INPUT_KINDS = ('rgb', 'joints', 'rgb+joints')
+
+# The joints of a frame without a skeleton, as two-stream models receive them.
+_NO_JOINTS = np.full((NUM_JOINTS, 3), np.nan, dtype=np.float32)
 
 
 class CoreConfigError(ValueError):
@@ -66,6 +83,9 @@ class CoreConfig:
     are counted as missing frames and the stream continues).
     ``early_estimates``/``early_every_frames``: streaming estimates while the window
     fills (forward, streamable models only).
+    ``max_missing_skeleton_fraction``: two-stream models only: a window (or the part of
+    it an early estimate has seen) with a larger share of frames without their own
+    skeleton (held or none) is not decided.
     ``detector``: the start detector's settings.
     """
 
@@ -76,6 +96,7 @@ class CoreConfig:
     max_gap_s: float = 0.5
     early_estimates: bool = True
     early_every_frames: int = 5
+    max_missing_skeleton_fraction: float = 0.5
     detector: StartDetectorConfig = field(default_factory=StartDetectorConfig)
 
     def validate(self) -> None:
@@ -92,6 +113,8 @@ class CoreConfig:
             ('max_gap_s', 0.0 < self.max_gap_s <= 60.0, 'in (0, 60] s'),
             ('early_every_frames', 1 <= self.early_every_frames <= WINDOW,
              f'in 1..{WINDOW}'),
+            ('max_missing_skeleton_fraction',
+             0.0 <= self.max_missing_skeleton_fraction <= 1.0, 'in [0, 1]'),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -109,6 +132,8 @@ class Prediction:
     ``decision_latency_s``: from the newest frame's arrival in the core to the result.
     ``early``: True for an estimate while the window fills; ``fraction_seen`` is the
     part of the 40-frame window seen (1.0 for the final prediction).
+    ``skeleton_filled_frames``: two-stream models: frames of the decision without their
+    own skeleton (held or NaN joints); 0 otherwise.
     """
 
     block: int
@@ -120,6 +145,7 @@ class Prediction:
     fraction_seen: float
     sampling_method: int = 0
     window_stamps_ns: tuple = ()
+    skeleton_filled_frames: int = 0
 
 
 @dataclass
@@ -135,6 +161,8 @@ class DecisionJob:
     fraction_seen: float
     window_stamps_ns: tuple
     created_s: float = field(default_factory=time.perf_counter)
+    joints: Any = None  # two-stream models: tensor (n, 25, 3), NaN rows = no skeleton
+    skeleton_filled_frames: int = 0
 
 
 @dataclass
@@ -180,7 +208,14 @@ class PredictorCore:
         self.model.eval()
         self.preprocess = self.checkpoint.preprocess
         self.input_kind = getattr(self.model, 'input_kind', 'rgb')
+        if self.input_kind not in INPUT_KINDS:
+            raise CoreConfigError(f'model {self.checkpoint.model_name} has input_kind '
+                                  f'{self.input_kind!r}; the core runs {INPUT_KINDS}')
         self.streamable = bool(getattr(self.model, 'streamable', False))
+        try:
+            self.temperature = checkpoint_temperature(self.checkpoint.meta)
+        except ValueError as exc:
+            raise CoreConfigError(f'checkpoint {self.checkpoint.path}: {exc}') from None
         self._submit = submit
         self._notify = notify or _noop_notify
         self.counters: Counter = Counter()
@@ -206,6 +241,11 @@ class PredictorCore:
     def model_name(self) -> str:
         """Registry name of the model in use."""
         return self.checkpoint.model_name
+
+    @property
+    def two_stream(self) -> bool:
+        """Tell whether the model takes the window's joints beside its RGB features."""
+        return self.input_kind == 'rgb+joints'
 
     def configure(self, config: CoreConfig) -> None:
         """Apply new settings (validated first); a new detector config re-arms detection."""
@@ -406,7 +446,7 @@ class PredictorCore:
         crop = crop_frames(rgb, self.preprocess)[0]
         signature = image_signature(crop, self.config.detector)
         features = None
-        if self.input_kind == 'rgb':
+        if self.input_kind != 'joints':
             with torch.inference_mode():
                 image = test_transform(crop[None], self.preprocess, self.device)
                 features = self.model.backbone(image)[0]
@@ -423,20 +463,24 @@ class PredictorCore:
                     predictions.append(self.decide(one))
         return predictions
 
-    def _joints_for(self, sample: PairedSample) -> Optional[np.ndarray]:
+    def _joints_for(self, sample: PairedSample) -> Tuple[Optional[np.ndarray], str]:
+        """Return the frame's joints (its own, held, or None) and which of those they are."""
         if sample.joints is not None:
             self.counters['frames_paired'] += 1
             self._held_joints = sample.joints
             self._frames_without_skeleton = 0
-            return sample.joints
+            return sample.joints, SKELETON_PAIRED
         self.counters['frames_without_skeleton'] += 1
         self._frames_without_skeleton += 1
         if self._frames_without_skeleton == self.config.skeleton_hold_frames + 1:
             self._notify('missing_skeleton', 'no skeleton paired for '
                          f'{self._frames_without_skeleton} frames: start detection paused')
-        if self._frames_without_skeleton <= self.config.skeleton_hold_frames:
-            return self._held_joints
-        return None
+        if self._frames_without_skeleton <= self.config.skeleton_hold_frames \
+                and self._held_joints is not None:
+            self.counters['frames_skeleton_held'] += 1
+            return self._held_joints, SKELETON_HELD
+        self.counters['frames_skeleton_missing'] += 1
+        return None, SKELETON_MISSING
 
     def _step(self, sample: PairedSample) -> List[DecisionJob]:
         """Add one paired frame to the stream; return the decision jobs it triggers."""
@@ -446,7 +490,7 @@ class PredictorCore:
         index = self._next_index
         self._next_index += 1
         self._frames_since_decision += 1
-        joints = self._joints_for(sample)
+        joints, source = self._joints_for(sample)
         features = sample.payload.features
         if self.input_kind == 'joints':
             if joints is None:
@@ -454,7 +498,7 @@ class PredictorCore:
                 self._reset_state()
                 return []
             features = torch.from_numpy(np.array(joints)).to(self.device)
-        self.buffer.append(StreamFrame(index, sample.stamp_ns, features, joints))
+        self.buffer.append(StreamFrame(index, sample.stamp_ns, features, joints, source))
         if joints is not None:
             event = self._detector.update(index, sample.payload.signature, joints)
             if event is not None:
@@ -482,20 +526,34 @@ class PredictorCore:
         seen = index - window.start_index + 1
         if seen >= WINDOW:
             self._window = None
-            self._frames_since_decision = 0
             action_done = getattr(self._detector, 'action_done', None)
             if action_done is not None:
                 action_done()
-            return [self._job(window, WINDOW, early=False, arrival_s=arrival_s)]
+            job = self._job(window, WINDOW, early=False, arrival_s=arrival_s)
+            if job is None:
+                return []
+            self._frames_since_decision = 0
+            return [job]
         if self.config.early_estimates and self.streamable and seen >= window.next_early:
             window.next_early = (seen // self.config.early_every_frames + 1) \
                 * self.config.early_every_frames
-            return [self._job(window, seen, early=True, arrival_s=arrival_s)]
+            job = self._job(window, seen, early=True, arrival_s=arrival_s)
+            return [] if job is None else [job]
         return []
 
     def _job(self, window: _Window, seen: int, *, early: bool,
-             arrival_s: float) -> DecisionJob:
+             arrival_s: float) -> Optional[DecisionJob]:
+        """Return the decision over the window's first ``seen`` frames (None: skipped)."""
         frames = self.buffer.span(window.start_index, seen)
+        joints, filled = None, 0
+        if self.two_stream:
+            filled = sum(1 for f in frames if f.skeleton != SKELETON_PAIRED)
+            if filled / seen > self.config.max_missing_skeleton_fraction:
+                self._skip_for_skeleton(window, seen, filled, early)
+                return None
+            joints = torch.from_numpy(np.stack(
+                [_NO_JOINTS if f.joints is None else f.joints for f in frames])).to(
+                    self.device)
         return DecisionJob(
             early=early,
             features=torch.stack([f.features for f in frames]),
@@ -506,16 +564,30 @@ class PredictorCore:
             fraction_seen=seen / WINDOW,
             window_stamps_ns=tuple(f.stamp_ns for f in frames),
             created_s=arrival_s,
+            joints=joints,
+            skeleton_filled_frames=filled,
         )
+
+    def _skip_for_skeleton(self, window: _Window, seen: int, filled: int,
+                           early: bool) -> None:
+        """Count and report a decision not made: too little of the skeleton was tracked."""
+        what = 'early estimate' if early else 'prediction'
+        self.counters['early_skipped_no_skeleton' if early
+                      else 'windows_skipped_no_skeleton'] += 1
+        self._notify('skeleton_gap', (
+            f'no {what} for the pitch starting at {window.start_stamp_ns / 1e9:.3f} s: '
+            f'{filled} of {seen} frames without their own skeleton (more than '
+            f'max_missing_skeleton_fraction {self.config.max_missing_skeleton_fraction})'))
 
     # --------------------------------------------------------------- decisions
     def decide(self, job: DecisionJob) -> Prediction:
         """Run one decision (thread-safe: reads only the job and the model)."""
         with torch.inference_mode():
             if job.early:
-                probabilities = self._early_probabilities(job.features, job.clips)
+                probabilities = self._early_probabilities(job.features, job.clips,
+                                                          job.joints)
             else:
-                probabilities = self.clip_probabilities(job.features, job.clips)
+                probabilities = self.clip_probabilities(job.features, job.clips, job.joints)
         latency = time.perf_counter() - job.created_s
         prediction = Prediction(
             block=int(np.argmax(probabilities)) + 1,
@@ -527,20 +599,33 @@ class PredictorCore:
             fraction_seen=job.fraction_seen,
             sampling_method=job.sampling_method,
             window_stamps_ns=job.window_stamps_ns,
+            skeleton_filled_frames=job.skeleton_filled_frames,
         )
         with self._stats_lock:
             self.latencies_s.append(latency)
             self.counters['early_estimates' if job.early else 'predictions'] += 1
+            if job.skeleton_filled_frames:
+                self.counters['early_estimates_with_filled_skeleton' if job.early
+                              else 'decisions_with_filled_skeleton'] += 1
             self.last_prediction = prediction
         return prediction
 
+    def _window_joints(self, joints: Any, device: torch.device) -> torch.Tensor:
+        """Return the window's joints as float32 (n, 25, 3) on ``device`` (two-stream)."""
+        if joints is None:
+            raise ValueError(f'{self.model_name} takes RGB and joints: the window joints '
+                             '(n, 25, 3) are missing')
+        return torch.as_tensor(joints, dtype=torch.float32).to(device)
+
     def clip_probabilities(self, window_features: torch.Tensor,
-                           clips: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
+                           clips: Optional[Sequence[np.ndarray]] = None,
+                           joints: Any = None) -> np.ndarray:
         """
-        Mean softmax over the test clips of a full window of per-frame features.
+        Mean calibrated softmax over the test clips of a full window (Table II rule).
 
         ``window_features``: (40, C, h, w) backbone features (RGB models) or (40, 25, 3)
-        joints (joints models). Returns float64 (9,).
+        joints (joints models). ``joints``: two-stream models only, the window's joints
+        (40, 25, 3) in Kinect camera space (m), NaN where no skeleton. Returns float64 (9,).
         """
         clips = self._clips if clips is None else clips
         index = torch.as_tensor(np.stack(clips), device=window_features.device)
@@ -548,39 +633,52 @@ class PredictorCore:
         with torch.inference_mode():
             if self.input_kind == 'joints':
                 logits = self.model(batch)
+            elif self.two_stream:
+                window_joints = self._window_joints(joints, window_features.device)
+                logits = self.model.forward_features(batch, window_joints[index])
             else:
                 logits = self.model.forward_features(batch)
-            probabilities = torch.softmax(logits.float(), dim=1).mean(dim=0)
+            probabilities = mean_clip_probabilities(logits, self.temperature)
         return probabilities.double().cpu().numpy()
 
-    def _early_probabilities(self, features: torch.Tensor,
-                             clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Mean softmax of the streaming head over the clips' frames seen so far."""
-        seen = features.shape[0]
-        prefixes = [clip[clip < seen] for clip in clips]
-        by_length: Dict[int, list] = {}
-        for prefix in prefixes:
-            if len(prefix):
-                by_length.setdefault(len(prefix), []).append(prefix)
+    def _early_probabilities(self, features: torch.Tensor, clips: Sequence[np.ndarray],
+                             joints: Any = None) -> np.ndarray:
+        """Mean calibrated softmax of the streaming model over the clips' frames seen."""
+        window_joints = self._window_joints(joints, features.device) if self.two_stream \
+            else None
         outputs = []
-        for prefix_group in by_length.values():
-            batch = features[torch.as_tensor(np.stack(prefix_group), device=features.device)]
+        for group in prefix_groups(clips, features.shape[0]):
+            index = torch.as_tensor(group, device=features.device)
+            batch = features[index]  # (k, L, ...)
+            group_joints = None if window_joints is None else window_joints[index]
             state = self.model.init_state(batch.shape[0], features.device)
             for t in range(batch.shape[1]):
-                logits, state = self.model.step_features(batch[:, t], state)
-            outputs.append(torch.softmax(logits.float(), dim=1))
+                if group_joints is None:
+                    logits, state = self.model.step_features(batch[:, t], state)
+                else:
+                    logits, state = self.model.step_features(batch[:, t], group_joints[:, t],
+                                                             state)
+            outputs.append(logits)
         if not outputs:
             return np.full(NUM_BLOCKS, 1.0 / NUM_BLOCKS)
-        return torch.cat(outputs).mean(dim=0).double().cpu().numpy()
+        return mean_clip_probabilities(torch.cat(outputs), self.temperature).double() \
+            .cpu().numpy()
 
     def window_features_from_crops(self, crops: np.ndarray) -> torch.Tensor:
         """Per-frame model input for stored crops uint8 (T, S, S, 3) (offline use)."""
         with torch.inference_mode():
             return self.model.backbone(test_transform(crops, self.preprocess, self.device))
 
-    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (9,) for one pre-cut window of stored crops (T >= 40 frames)."""
-        return self.clip_probabilities(self.window_features_from_crops(crops[:WINDOW]))
+    def predict_crops(self, crops: np.ndarray, joints: Optional[np.ndarray] = None
+                      ) -> np.ndarray:
+        """
+        Probabilities (9,) for one pre-cut window of stored crops (T >= 40 frames).
+
+        ``joints`` (T, 25, 3): the frames' joints, required by two-stream models.
+        """
+        return self.clip_probabilities(
+            self.window_features_from_crops(crops[:WINDOW]),
+            joints=None if joints is None else np.asarray(joints, np.float32)[:WINDOW])
 
     # ------------------------------------------------------------- statistics
     def snapshot(self) -> Dict[str, int]:

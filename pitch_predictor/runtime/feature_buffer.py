@@ -6,6 +6,12 @@ from typing import Any, Deque, List, Optional
 
 import numpy as np
 
+# Where a stream frame's joints come from: its own paired skeleton, the last one held
+# over (``skeleton_hold_frames``), or none at all.
+SKELETON_PAIRED = 'paired'
+SKELETON_HELD = 'held'
+SKELETON_MISSING = 'missing'
+
 
 @dataclass(frozen=True)
 class StreamFrame:
@@ -14,13 +20,15 @@ class StreamFrame:
 
     ``features`` is the model input computed once on arrival: backbone features
     (C, h, w) for RGB models, the joints tensor (25, 3) for joints models.
-    ``joints`` is the skeleton paired with the frame (None when none was paired).
+    ``joints`` is the skeleton used for the frame: its own, or the last one held over
+    (None when neither); ``skeleton`` says which (``SKELETON_*``).
     """
 
     index: int
     stamp_ns: int
     features: Any
     joints: Optional[np.ndarray]
+    skeleton: str = SKELETON_PAIRED
 
 
 class FeatureBuffer:

@@ -92,6 +92,11 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('skeleton_hold_frames', 3,
               'A frame without a skeleton reuses the last one for this many frames; '
               'beyond that start detection pauses and re-arms.', 0, 30),
+    ParamSpec('max_missing_skeleton_fraction', 0.5,
+              'Two-stream (RGB + joints) models only: a window with a larger share of '
+              'frames without their own skeleton (held over or none) gets no prediction; '
+              'it is counted as windows_skipped_no_skeleton (see docs/node.md, "Skeleton '
+              'gaps").', 0.0, 1.0),
     ParamSpec('max_gap_s', 0.5,
               'A longer pause between frame stamps resets the stream (shorter gaps '
               'are counted as missing frames).', 0.01, 60.0),
@@ -214,6 +219,7 @@ def core_config_from(values: Mapping[str, Any]) -> 'CoreConfig':
         pair_tolerance_s=merged['pair_tolerance_ms'] / 1000.0,
         max_pending_frames=merged['max_pending_frames'],
         skeleton_hold_frames=merged['skeleton_hold_frames'],
+        max_missing_skeleton_fraction=merged['max_missing_skeleton_fraction'],
         max_gap_s=merged['max_gap_s'],
         early_estimates=merged['early_estimates'],
         early_every_frames=merged['early_every_frames'],
