@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 from pitch_predictor.evaluation.scoring import (
-    latency_stats, ObservedPrediction, score, ScoringError, TrialTruth, write_report)
+    format_report, latency_stats, ObservedPrediction, score, ScoringError, TrialTruth,
+    truth_from_records, write_report)
 import pytest
 
 SECOND = 1_000_000_000
@@ -92,3 +93,81 @@ def test_written_report_files(tmp_path):
     assert paths['confusion_png'].read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert len(paths['predictions'].read_text().splitlines()) == len(PREDICTIONS)
     assert '| t1 | P1 | 5 | 4 | no |' in paths['per_action_md'].read_text()
+
+
+def _aimed(i: int, block: int, intended: int) -> TrialTruth:
+    first = 10 * SECOND * i
+    return TrialTruth(f't{i}', block, 'P1', first, first + 3 * SECOND, first + SECOND,
+                      intended_block=intended)
+
+
+# Six throws, two of them off target: t1 aimed at 5 hit 6, t4 aimed at 2 hit 1.
+AIMED = [_aimed(0, 1, 1), _aimed(1, 6, 5), _aimed(2, 9, 9), _aimed(3, 2, 2),
+         _aimed(4, 1, 2), _aimed(5, 7, 7)]
+AIMED_PREDICTIONS = [
+    _pred(1.0, 1),    # t0 on target, right
+    _pred(11.0, 5),   # t1 off target: the intended block (5), not the one hit (6)
+    _pred(21.0, 8),   # t2 on target, wrong for both
+    _pred(31.0, 2),   # t3 on target, right
+    _pred(41.0, 1),   # t4 off target: the block hit (1), not the intended one (2)
+    # t5: no prediction, wrong for both
+]
+
+
+def test_off_target_throws_are_scored_against_both_blocks():
+    report = score(AIMED_PREDICTIONS, AIMED)
+    # Against the block hit: t0, t3, t4 = 3 of 6; against the intended: t0, t1, t3.
+    assert report.correct == 3 and report.trials == 6
+    intended = report.intended
+    assert intended is not None
+    assert (intended.trials, intended.off_target) == (6, 2)
+    assert (intended.correct_actual, intended.correct_intended) == (3, 3)
+    assert (intended.off_target_actual, intended.off_target_intended) == (1, 1)
+    assert intended.accuracy_actual == pytest.approx(0.5)
+    assert intended.accuracy_intended == pytest.approx(0.5)
+    # Predicting t4 as aimed (2) instead: one more against the intended block, one less
+    # against the block hit.
+    changed = [p if i != 4 else _pred(41.0, 2) for i, p in enumerate(AIMED_PREDICTIONS)]
+    other = score(changed, AIMED).intended
+    assert (other.correct_actual, other.correct_intended) == (2, 4)
+    assert (other.off_target_actual, other.off_target_intended) == (0, 2)
+    text = format_report(score(changed, AIMED))
+    assert 'off-target throws (intended block != block hit): 2 of 6' in text
+    assert 'against the block hit 0.333 (2/6), against the intended block 0.667 (4/6)' \
+        in text
+    assert 'predicted the block hit 0/2, the intended block 2/2' in text
+
+
+def test_no_intended_section_when_every_throw_hit_its_target():
+    on_target = [_aimed(i, t.block, t.block) for i, t in enumerate(TRUTHS)]
+    report = score(PREDICTIONS, on_target)
+    assert report.intended is None
+    assert report.summary_dict()['intended'] is None
+    assert 'off-target' not in format_report(report)
+    assert score(PREDICTIONS, TRUTHS).intended is None  # intended block unknown (-1)
+
+
+def test_intended_blocks_in_the_written_results(tmp_path):
+    report = score(AIMED_PREDICTIONS, AIMED, meta={'mode': 'offline'})
+    paths = write_report(report, tmp_path, AIMED_PREDICTIONS)
+    summary = json.loads(paths['summary'].read_text())
+    assert summary['intended'] == {
+        'trials': 6, 'off_target': 2, 'correct_actual': 3, 'correct_intended': 3,
+        'off_target_actual': 1, 'off_target_intended': 1, 'accuracy_actual': 0.5,
+        'accuracy_intended': 0.5}
+    with paths['per_action_csv'].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r['intended_block'] for r in rows] == ['1', '5', '9', '2', '2', '7']
+    assert '| t1 | P1 | 6 | 5 | no |' in paths['per_action_md'].read_text()
+
+
+def test_truth_records_carry_the_intended_block():
+    from pitch_predictor.data.bag import TruthRecord
+
+    records = [TruthRecord('a', 4, 'P2', 0, 10, 5, intended_block=7),
+               {'trial_id': 'b', 'block': 3, 'first_stamp_ns': 20, 'last_stamp_ns': 30}]
+    truths = truth_from_records(records)
+    assert [(t.block, t.intended_block, t.off_target) for t in truths] == [
+        (4, 7, True), (3, -1, False)]
+    with pytest.raises(ScoringError, match='intended block of trial a'):
+        score([], [TrialTruth('a', 4, 'P2', 0, 10, 5, intended_block=12)])

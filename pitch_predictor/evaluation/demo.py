@@ -112,6 +112,11 @@ def print_results(result: Any) -> None:
     print(f'\naccuracy: {report.accuracy:.1%} ({report.correct} of {report.trials} pitches; '
           f'{report.missed} without a prediction, {report.spurious} predictions outside '
           'any pitch)')
+    intended = report.intended
+    if intended is not None:
+        print(f'{intended.off_target} of {intended.trials} throws hit another block than '
+              f'intended: accuracy against the block hit {intended.accuracy_actual:.1%}, '
+              f'against the intended block {intended.accuracy_intended:.1%}')
     delivery = report.delivery_latency
     if delivery is not None:
         print(f'decision latency (last frame of the 40-frame window published -> '

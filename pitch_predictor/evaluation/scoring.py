@@ -10,6 +10,11 @@ first final prediction of a trial counts; later ones of the same trial are count
 ``extra``, predictions outside every trial as ``spurious``. A trial without any
 prediction is ``missed`` and counts as wrong in ``accuracy`` (``accuracy_of_predicted``
 leaves it out), so a detector that stays silent cannot look accurate.
+
+Off-target throws: ``block`` is the block the ball hit, ``intended_block`` the one the
+pitcher aimed at. When some trials of a recording hit another block than the intended
+one (the paper's "miss" throws), the report adds :class:`IntendedScore`: accuracy against
+the actual and against the intended block, overall and on the off-target throws alone.
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ class TrialTruth:
     first_stamp_ns: int
     last_stamp_ns: int
     start_stamp_ns: int  # true motion start (-1 when unknown, e.g. real recordings)
+    intended_block: int = -1  # the block aimed at (-1 when unknown)
+
+    @property
+    def off_target(self) -> bool:
+        """Tell whether the throw hit another block than the intended one (when known)."""
+        return self.intended_block > 0 and self.intended_block != self.block
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,42 @@ class ActionResult:
     start_error_frames: Optional[float]  # predicted start - true start, in frames
     decision_latency_ms: Optional[float]
     delivery_latency_ms: Optional[float]
+    intended_block: Optional[int] = None  # None when unknown
+
+
+@dataclass
+class IntendedScore:
+    """
+    Accuracy against the block hit and the block aimed at, when some throws missed.
+
+    Over the ``trials`` whose intended block is known; ``off_target`` of them hit another
+    block than the intended one. ``correct_actual``/``correct_intended``: final
+    predictions equal to the block hit / aimed at (a trial without a prediction is wrong
+    for both); ``off_target_actual``/``off_target_intended``: the same counts on the
+    off-target throws alone. On the other throws both blocks are the same.
+    """
+
+    trials: int
+    off_target: int
+    correct_actual: int
+    correct_intended: int
+    off_target_actual: int
+    off_target_intended: int
+
+    @property
+    def accuracy_actual(self) -> float:
+        """Share of the trials predicted as the block the ball hit."""
+        return self.correct_actual / self.trials if self.trials else float('nan')
+
+    @property
+    def accuracy_intended(self) -> float:
+        """Share of the trials predicted as the block the pitcher aimed at."""
+        return self.correct_intended / self.trials if self.trials else float('nan')
+
+    def to_dict(self) -> dict:
+        """Return the counts and both accuracies as a JSON-serialisable dict."""
+        return {**asdict(self), 'accuracy_actual': self.accuracy_actual,
+                'accuracy_intended': self.accuracy_intended}
 
 
 @dataclass
@@ -111,6 +158,7 @@ class EvaluationReport:
     decision_latency: Optional[LatencyStats] = None
     delivery_latency: Optional[LatencyStats] = None
     meta: dict = field(default_factory=dict)
+    intended: Optional[IntendedScore] = None  # only when some throws were off target
 
     def summary_dict(self) -> dict:
         """Return the headline numbers as a JSON-serialisable dict."""
@@ -126,6 +174,7 @@ class EvaluationReport:
             'confusion_rows_true_cols_predicted': self.confusion.tolist(),
             'decision_latency': asdict(self.decision_latency) if self.decision_latency else None,
             'delivery_latency': asdict(self.delivery_latency) if self.delivery_latency else None,
+            'intended': self.intended.to_dict() if self.intended else None,
             'meta': self.meta,
         }
 
@@ -138,6 +187,7 @@ def truth_from_records(records: Iterable) -> list[TrialTruth]:
         start = get('start_stamp_ns', None)
         if start is None:
             start = get('true_start_stamp_ns', -1)
+        intended = get('intended_block', -1)
         truths.append(TrialTruth(
             trial_id=str(get('trial_id')),
             block=int(get('block')),
@@ -145,6 +195,7 @@ def truth_from_records(records: Iterable) -> list[TrialTruth]:
             first_stamp_ns=int(get('first_stamp_ns')),
             last_stamp_ns=int(get('last_stamp_ns')),
             start_stamp_ns=int(start if start is not None else -1),
+            intended_block=int(intended if intended is not None else -1),
         ))
     return sorted(truths, key=lambda t: t.first_stamp_ns)
 
@@ -176,6 +227,8 @@ def score(predictions: Sequence[ObservedPrediction], truths: Sequence[TrialTruth
     truths = sorted(truths, key=lambda t: t.first_stamp_ns)
     for t in truths:
         _check_block(t.block, f'ground truth of trial {t.trial_id}')
+        if t.intended_block > 0:
+            _check_block(t.intended_block, f'intended block of trial {t.trial_id}')
         if t.last_stamp_ns < t.first_stamp_ns:
             raise ScoringError(f'ground truth of trial {t.trial_id}: last stamp before first')
     firsts = np.array([t.first_stamp_ns for t in truths], dtype=np.int64)
@@ -196,9 +249,10 @@ def score(predictions: Sequence[ObservedPrediction], truths: Sequence[TrialTruth
     actions = []
     for k, truth in enumerate(truths):
         pred = matched.get(k)
+        intended = truth.intended_block if truth.intended_block > 0 else None
         if pred is None:
             actions.append(ActionResult(truth.trial_id, truth.participant, truth.block, None,
-                                        False, None, None, None, None))
+                                        False, None, None, None, None, intended))
             continue
         confusion[truth.block - 1, pred.block - 1] += 1
         start_err = None
@@ -214,6 +268,7 @@ def score(predictions: Sequence[ObservedPrediction], truths: Sequence[TrialTruth
             start_error_frames=start_err,
             decision_latency_ms=_ms(pred.decision_latency_s),
             delivery_latency_ms=_ms(pred.delivery_latency_s),
+            intended_block=intended,
         ))
 
     correct = int(np.trace(confusion))
@@ -233,6 +288,24 @@ def score(predictions: Sequence[ObservedPrediction], truths: Sequence[TrialTruth
         decision_latency=latency_stats([p.decision_latency_s for p in used]),
         delivery_latency=latency_stats([p.delivery_latency_s for p in used]),
         meta=dict(meta or {}),
+        intended=intended_score(truths, actions),
+    )
+
+
+def intended_score(truths: Sequence[TrialTruth],
+                   actions: Sequence[ActionResult]) -> Optional[IntendedScore]:
+    """Score against actual and intended blocks; None unless some throw was off target."""
+    known = [(t, a) for t, a in zip(truths, actions) if t.intended_block > 0]
+    off = [(t, a) for t, a in known if t.off_target]
+    if not off:
+        return None
+    return IntendedScore(
+        trials=len(known),
+        off_target=len(off),
+        correct_actual=sum(a.predicted_block == t.block for t, a in known),
+        correct_intended=sum(a.predicted_block == t.intended_block for t, a in known),
+        off_target_actual=sum(a.predicted_block == t.block for t, a in off),
+        off_target_intended=sum(a.predicted_block == t.intended_block for t, a in off),
     )
 
 
@@ -246,20 +319,22 @@ def _fmt(value, spec: str = '.1f') -> str:
 
 ACTION_COLUMNS = ('trial_id', 'participant', 'true_block', 'predicted_block', 'correct',
                   'confidence', 'start_error_frames', 'decision_latency_ms',
-                  'delivery_latency_ms')
+                  'delivery_latency_ms', 'intended_block')
 
 
 def per_action_markdown(report: EvaluationReport) -> str:
-    """Return the per-action table as GitHub markdown."""
+    """Return the per-action table as GitHub markdown (an intended column with misses)."""
+    with_intended = report.intended is not None
     head = ('| trial | participant | true | predicted | ok | confidence | start error (frames)'
-            ' | decision (ms) | delivery (ms) |')
-    lines = [head, '|' + '---|' * 9]
+            ' | decision (ms) | delivery (ms) |' + (' intended |' if with_intended else ''))
+    lines = [head, '|' + '---|' * (10 if with_intended else 9)]
     for a in report.actions:
         lines.append(
             f'| {a.trial_id} | {a.participant} | {a.true_block} | '
             f'{_fmt(a.predicted_block, "d")} | {"yes" if a.correct else "no"} | '
             f'{_fmt(a.confidence, ".2f")} | {_fmt(a.start_error_frames)} | '
-            f'{_fmt(a.decision_latency_ms)} | {_fmt(a.delivery_latency_ms)} |')
+            f'{_fmt(a.decision_latency_ms)} | {_fmt(a.delivery_latency_ms)} |'
+            + (f' {_fmt(a.intended_block, "d")} |' if with_intended else ''))
     return '\n'.join(lines) + '\n'
 
 
@@ -271,6 +346,19 @@ def format_report(report: EvaluationReport) -> str:
         f'accuracy {report.accuracy:.3f} ({report.correct}/{report.trials})'
         f'; of predicted trials {report.accuracy_of_predicted:.3f}',
     ]
+    intended = report.intended
+    if intended is not None:
+        lines += [
+            f'off-target throws (intended block != block hit): {intended.off_target} of '
+            f'{intended.trials}',
+            f'  accuracy against the block hit {intended.accuracy_actual:.3f} '
+            f'({intended.correct_actual}/{intended.trials}), against the intended block '
+            f'{intended.accuracy_intended:.3f} ({intended.correct_intended}/'
+            f'{intended.trials})',
+            f'  on the off-target throws: predicted the block hit {intended.off_target_actual}'
+            f'/{intended.off_target}, the intended block {intended.off_target_intended}/'
+            f'{intended.off_target}',
+        ]
     for name, stats in (('decision latency (node core)', report.decision_latency),
                         ('delivery latency (window complete -> prediction received)',
                          report.delivery_latency)):
