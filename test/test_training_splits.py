@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
 
 from training import train  # noqa: E402
 from training.config import ConfigError  # noqa: E402
-from training.evaluate import predict_trials  # noqa: E402
+from training.evaluate import evaluate_checkpoint, predict_trials  # noqa: E402
 from training.splits import make_split, SplitError  # noqa: E402
 
 
@@ -119,6 +119,17 @@ def test_early_stopping_keeps_the_best_validation_weights(tiny_cache, tmp_path):
     assert metrics['validation']['accuracy'] == pytest.approx(best['val_acc'])
     assert metrics['validation']['num_trials'] == 9 and metrics['test']['num_trials'] == 18
     assert 'test_acc' not in history[0]  # the test split is not looked at while training
+    # Temperature scaling: fitted on validation, stored in model.pt, ECE before and after.
+    temperature = ckpt.meta['temperature']
+    assert metrics['temperature'] == temperature == metrics['test']['temperature'] > 0
+    validation = metrics['validation']
+    assert validation['nll'] <= validation['uncalibrated']['nll'] + 1e-9
+    assert {'accuracy', 'ece', 'nll'} <= set(metrics['test']['uncalibrated'])
+    # The evaluator applies the checkpoint's temperature: it reproduces the test figures.
+    report = evaluate_checkpoint(str(out / 'model.pt'), str(tiny_cache), split='paper')
+    assert report['temperature'] == temperature and report['num_trials'] == 18
+    assert report['actual']['nll'] == pytest.approx(metrics['test']['nll'], abs=1e-5)
+    assert report['actual']['accuracy'] == metrics['test']['accuracy']
     # Rerunning the finished command trains nothing more (early stop is remembered).
     again = train.main(['--data', str(tiny_cache), '--out', str(out), *JOINTS,
                         'epochs=12', 'patience=3', 'lr=3e-2'])

@@ -62,6 +62,12 @@ class TrainConfig:
     # Evaluate the training split with test-time averaging at the end (beside the
     # running accuracy on augmented clips): shows whether the network fits its data.
     eval_train: bool = True
+    # Temperature scaling: after training, fit one temperature on validation (the NLL of
+    # the mean calibrated softmax over test clips), store it in model.pt's meta.
+    calibrate: bool = True
+    # A miss-set TrialCache (labels = actual block - 1, intended.npy = block aimed at):
+    # evaluated at the end on every trial, against both, into metrics.json['miss'].
+    miss_data: str = ''
     out: str = ''
     # Runtime.
     seed: int = 0

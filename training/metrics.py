@@ -1,6 +1,6 @@
 """Classification metrics for the 9-block task: accuracy, confusion, calibration."""
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from pitch_predictor.kinect import block_to_row_col
@@ -94,3 +94,88 @@ def mean_and_std(values: Sequence[float]) -> Dict[str, float]:
         return {'mean': float('nan'), 'std': float('nan'), 'n': 0}
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
     return {'mean': float(array.mean()), 'std': std, 'n': int(array.size)}
+
+
+def clip_nll(clip_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Return the NLL of the decision (mean calibrated softmax over clips ``(K, n, 9)``)."""
+    from pitch_predictor.decision import mean_clip_probabilities
+    import torch
+    probs = mean_clip_probabilities(torch.from_numpy(np.asarray(clip_logits, np.float32)),
+                                    temperature, clip_dim=0).double().numpy()
+    return negative_log_likelihood(probs, labels)
+
+
+def fit_temperature(clip_logits: np.ndarray, labels: np.ndarray,
+                    bounds: Tuple[float, float] = (0.05, 20.0), grid: int = 61,
+                    tolerance: float = 1e-4) -> float:
+    """
+    Return the temperature T minimising the validation NLL of the decision.
+
+    One scalar: the logits ``(K, n, 9)`` of every test clip are divided by T, softmaxed
+    and averaged over the clips (``decision.mean_clip_probabilities``, the node's rule),
+    so T is fitted to exactly what the robot reads. A search over log T: a grid over
+    ``bounds``, then golden-section refinement around the best grid point (the mean over
+    clips makes the NLL non-convex in general, the grid guards against a local minimum).
+    No trials: 1.0.
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 1.0
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    points = np.linspace(lo, hi, grid)
+    losses = [clip_nll(clip_logits, labels, float(np.exp(p))) for p in points]
+    best = int(np.argmin(losses))
+    a, b = points[max(best - 1, 0)], points[min(best + 1, grid - 1)]
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+
+    def loss(log_t: float) -> float:
+        return clip_nll(clip_logits, labels, float(np.exp(log_t)))
+
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = loss(c), loss(d)
+    while b - a > tolerance:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = loss(d)
+    candidates = [(losses[best], points[best]), (fc, c), (fd, d)]
+    return float(np.exp(min(candidates)[1]))
+
+
+def actual_and_intended(probs: np.ndarray, labels: np.ndarray,
+                        intended: Optional[np.ndarray], class_names: Sequence[str],
+                        ) -> Dict[str, object]:
+    """
+    Return the metrics against the actual block and against the block aimed at.
+
+    ``labels``: class of the block the ball hit (block - 1); ``intended``: the block aimed
+    at (1..9; None when the cache does not record it). The ``misses`` entry restricts
+    both accuracies to the trials whose ball missed the block aimed at: does the network
+    see where the ball goes, or where the pitcher aims?
+    """
+    labels = np.asarray(labels)
+    preds = np.asarray(probs).argmax(axis=1)
+    out: Dict[str, object] = {'num_trials': int(len(labels)),
+                              'actual': summarize(probs, labels, class_names)}
+    if intended is None:
+        out['intended'] = None
+        return out
+    aimed = np.asarray(intended, dtype=np.int64) - 1
+    missed = aimed != labels
+
+    def accuracy(target: np.ndarray, where: np.ndarray) -> Optional[float]:
+        return float((preds[where] == target[where]).mean()) if where.any() else None
+
+    out['intended'] = summarize(probs, aimed, class_names)
+    out['num_hits'] = int((~missed).sum())
+    out['num_misses'] = int(missed.sum())
+    out['misses'] = {'num_trials': int(missed.sum()),
+                     'accuracy_actual': accuracy(labels, missed),
+                     'accuracy_intended': accuracy(aimed, missed),
+                     'correct_actual': int((preds[missed] == labels[missed]).sum()),
+                     'correct_intended': int((preds[missed] == aimed[missed]).sum())}
+    return out

@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 from training.config import ConfigError, load_config, parse_overrides, save_config, TrainConfig
 from training.dataset import augment_batch, ClipCollate, ClipDataset
-from training.evaluate import predict_trials
-from training.metrics import summarize
+from training.evaluate import decide, evaluate_on_cache, summarize_logits, trial_clip_logits
+from training.metrics import fit_temperature, summarize
 from training.plots import plot_confusion, plot_curves
 from training.splits import make_split, Split, SplitError
 
@@ -122,7 +122,7 @@ def resolve_model_config(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def open_cache(data: str, preprocess: Optional[PreprocessConfig]) -> TrialCache:
-    """Open the TrialCache in ``data``; check its crops' size (RGB models only)."""
+    """Open the TrialCache in ``data``; check its crops' size (models with images)."""
     cache = TrialCache(data)
     stored = cache.preprocess.stored_size
     if preprocess is not None and stored != preprocess.stored_size:
@@ -297,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                           f'gives {preprocess.output_size}px')
 
     # ---- data: memory-mapped uint8 crops, one sample = one clip of the detected window
-    cache = open_cache(cfg.data, preprocess if kind == 'rgb' else None)
+    cache = open_cache(cfg.data, preprocess if kind != 'joints' else None)
     split = split_trials(cache, cfg)
     train_idx, val_idx, test_idx = split.train, split.validation, split.test
     validating = len(val_idx) > 0
@@ -344,9 +344,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         f'{len(test_idx)} test trials, {cfg.epochs} epochs x {steps_per_epoch} steps, '
         f'device {device}, world {ddp.world_size}')
 
+    def clip_logits(trials: np.ndarray) -> np.ndarray:
+        return trial_clip_logits(raw_model, cache, trials, cfg.sampling, preprocess, device,
+                                 autocast=cfg.amp)
+
     def evaluate(trials: np.ndarray) -> Tuple[np.ndarray, Dict[str, Any]]:
-        probs = predict_trials(raw_model, cache, trials, cfg.sampling, preprocess, device,
-                               autocast=cfg.amp)
+        probs = decide(clip_logits(trials))
         return probs, summarize(probs, np.asarray(cache.labels)[trials], CLASS_NAMES)
 
     def patience_spent(epoch: int) -> bool:
@@ -454,14 +457,29 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             chosen_epoch = best_epoch
         chosen = next((h for h in history if h['epoch'] == chosen_epoch), {})
         t0 = time.perf_counter()
-        val_metrics = evaluate(val_idx)[1] if validating else None
-        probs, metrics = evaluate(test_idx)  # the only look at the test split
+        labels = np.asarray(cache.labels)
+        # Calibration: one temperature fitted on validation (the decision's NLL).
+        temperature, val_metrics = 1.0, None
+        if validating:
+            val_logits = clip_logits(val_idx)
+            if cfg.calibrate:
+                temperature = fit_temperature(val_logits, labels[val_idx])
+            val_metrics = summarize_logits(val_logits, labels[val_idx], temperature)
+        test_logits = clip_logits(test_idx)  # the only look at the test split
+        metrics = summarize_logits(test_logits, labels[test_idx], temperature)
+        probs = decide(test_logits, temperature)
         eval_seconds = time.perf_counter() - t0
         train_metrics = {'running_accuracy': chosen.get('train_acc'),
                          'running_loss': chosen.get('train_loss'),
                          'num_trials': int(len(train_idx))}
         if cfg.eval_train:
-            train_metrics.update(evaluate(train_idx)[1])
+            train_metrics.update(summarize_logits(clip_logits(train_idx), labels[train_idx],
+                                                  temperature))
+        miss = None
+        if cfg.miss_data:  # every trial of a miss set: actual vs intended block
+            miss_cache = open_cache(cfg.miss_data, preprocess if kind != 'joints' else None)
+            miss = evaluate_on_cache(raw_model, miss_cache, np.arange(len(miss_cache)),
+                                     cfg.sampling, preprocess, device, temperature)
         epoch_times = [h['epoch_seconds'] for h in history]
         result = {
             'name': cfg.name, 'model': cfg.model, 'model_config': model_config,
@@ -469,7 +487,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             'data': str(cfg.data), 'num_train': int(len(train_idx)),
             'num_validation': int(len(val_idx)),
             'num_test': int(len(test_idx)), 'num_parameters': int(num_params),
-            'epochs_run': epochs_run, 'chosen_epoch': chosen_epoch,
+            'epochs_run': epochs_run, 'chosen_epoch': chosen_epoch, 'temperature': temperature,
             'stop_reason': stop_reason, 'world_size': ddp.world_size, 'device': str(device),
             'seconds_per_epoch': float(np.mean(epoch_times)) if epoch_times else None,
             # Share of training time the loop waited for the input pipeline (the first
@@ -481,7 +499,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'command': ' '.join([os.path.basename(sys.executable), '-m', 'training.train']
                                 + list(argv if argv is not None else sys.argv[1:])),
-            'train': train_metrics, 'validation': val_metrics, 'test': metrics,
+            'train': train_metrics, 'validation': val_metrics, 'test': metrics, 'miss': miss,
             'history': history, 'config': cfg.to_dict(),
             'max_weight_diff_to_rank0': rank_weight_diffs,
         }
@@ -489,6 +507,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                         model_config=model_config, preprocess=preprocess,
                         sampling_method=cfg.sampling,
                         meta={'accuracy': metrics['accuracy'], 'ece': metrics['ece'],
+                              'temperature': temperature,
                               'num_test': int(len(test_idx)),
                               'val_accuracy': val_metrics['accuracy'] if validating else None,
                               'num_validation': int(len(val_idx)),
@@ -507,7 +526,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         val_text = (f'validation accuracy {val_metrics["accuracy"]:.4f} (epoch '
                     f'{chosen_epoch} of {epochs_run}), ' if validating else '')
         log(f'{cfg.name}: {val_text}test accuracy {metrics["accuracy"]:.4f} '
-            f'({len(test_idx)} trials), ECE {metrics["ece"]:.4f}, '
+            f'({len(test_idx)} trials), ECE {metrics["uncalibrated"]["ece"]:.4f} -> '
+            f'{metrics["ece"]:.4f} at T={temperature:.3f}, '
             f'{result["seconds_per_epoch"] or 0:.1f} s/epoch -> {run_dir}')
     if ddp.enabled:
         dist.barrier()

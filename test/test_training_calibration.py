@@ -1,0 +1,84 @@
+"""Temperature scaling on hand-made clip logits, checked with the softmax written out."""
+
+from pathlib import Path
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `training` runs from the repo root; it is not installed
+
+from training.evaluate import decide, summarize_logits  # noqa: E402
+from training.metrics import (  # noqa: E402
+    actual_and_intended, expected_calibration_error, fit_temperature)
+
+
+def plain_decision(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Mean over clips of softmax(logits / T), in float64 numpy."""
+    z = logits.astype(np.float64) / temperature
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).mean(axis=0)
+
+
+def plain_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    probs = plain_decision(logits, temperature)
+    return float(-np.log(probs[np.arange(len(labels)), labels]).mean())
+
+
+def made_up_logits(rng: np.random.Generator, n: int, right: float, margin: float):
+    """Two clips per trial: the top logit ``margin`` above the rest; right ``right`` often."""
+    labels = rng.integers(0, 9, n)
+    top = np.where(rng.random(n) < right, labels, (labels + rng.integers(1, 9, n)) % 9)
+    logits = rng.normal(0.0, 0.3, (2, n, 9))
+    logits[:, np.arange(n), top] += margin
+    return logits.astype(np.float32), labels
+
+
+def test_overconfident_logits_get_a_temperature_above_one_and_a_lower_nll():
+    # 60 % right with a margin of 8 nats: confidence ~0.99, accuracy 0.6.
+    logits, labels = made_up_logits(np.random.default_rng(0), 400, 0.6, 8.0)
+    temperature = fit_temperature(logits, labels)
+    assert temperature > 1.5
+    assert plain_nll(logits, labels, temperature) < plain_nll(logits, labels, 1.0) - 0.5
+    # The fitted T is the minimum over a fine independent grid (up to the grid's step).
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 2001))
+    best = min(plain_nll(logits, labels, t) for t in grid)
+    assert plain_nll(logits, labels, temperature) <= best + 1e-5
+    before = expected_calibration_error(plain_decision(logits, 1.0), labels)
+    after = expected_calibration_error(plain_decision(logits, temperature), labels)
+    assert before > 0.3 and after < 0.1
+
+
+def test_underconfident_logits_get_a_temperature_below_one():
+    logits, labels = made_up_logits(np.random.default_rng(1), 400, 0.95, 0.8)
+    temperature = fit_temperature(logits, labels)
+    assert temperature < 1.0
+    assert plain_nll(logits, labels, temperature) < plain_nll(logits, labels, 1.0)
+
+
+def test_decision_and_summary_use_the_temperature():
+    logits, labels = made_up_logits(np.random.default_rng(2), 50, 0.7, 5.0)
+    np.testing.assert_allclose(decide(logits, 2.5), plain_decision(logits, 2.5), atol=1e-6)
+    summary = summarize_logits(logits, labels, 2.5)
+    assert summary['temperature'] == 2.5
+    assert summary['nll'] == pytest.approx(plain_nll(logits, labels, 2.5), abs=1e-5)
+    assert summary['uncalibrated']['nll'] == pytest.approx(plain_nll(logits, labels, 1.0),
+                                                           abs=1e-5)
+    assert fit_temperature(logits[:, :0], labels[:0]) == 1.0
+
+
+def test_actual_and_intended_by_hand():
+    # 4 trials: 2 hits (intended == actual), 2 misses; predictions: 0, 1, 2, 5.
+    probs = np.eye(9)[[0, 1, 2, 5]]
+    labels = np.array([0, 1, 3, 4])   # actual block - 1
+    intended = np.array([1, 2, 3, 6])  # blocks aimed at: trials 2 and 3 missed
+    report = actual_and_intended(probs, labels, intended, [f'block{b}' for b in range(1, 10)])
+    assert report['actual']['accuracy'] == 0.5
+    assert report['intended']['accuracy'] == 1.0
+    assert report['num_hits'] == 2 and report['num_misses'] == 2
+    assert report['misses'] == {'num_trials': 2, 'accuracy_actual': 0.0,
+                                'accuracy_intended': 1.0, 'correct_actual': 0,
+                                'correct_intended': 2}
+    assert actual_and_intended(probs, labels, None, ['b'] * 9)['intended'] is None
