@@ -5,8 +5,12 @@ The pitch is a set of keyframed tracks (pelvis, lead foot, trunk yaw/lean/tilt, 
 hands) interpolated with cubic Hermite splines in time (frames since motion onset);
 knees and elbows come from two-link inverse kinematics. Phases: rest, wind-up (hands
 together, knee lift), stride and arm cocking, acceleration, release, follow-through,
-return to the rest pose. The throwing hand passes through the release point with the
-release velocity exactly, so the ball's flight follows from the visible motion.
+then a balanced finish stance where the stride took the pitcher (pelvis forward, lead
+foot planted at the stride, trail foot brought up or left, trunk upright, arms down),
+as in [13]'s recordings, where the pitcher stands still where he ended up. The throwing
+hand passes through the release point with the release velocity exactly, so the ball's
+flight follows from the visible motion. :func:`plan_walk_back` keyframes the walk from
+the finish stance back to the rest spot (continuous recordings only).
 """
 
 from dataclasses import dataclass, field
@@ -36,6 +40,7 @@ class Participant:
     lean_deg: float  # forward trunk lean at release
     knee_lift: float  # 0..1
     rest_style: str  # 'set' (hands together at the belt) or 'sides'
+    finish_step: float = 0.6  # 0: trail foot left behind at the finish .. 1: brought up
     colours: Dict[str, Tuple[int, int, int]] = field(default_factory=dict)  # RGB
     long_sleeves: bool = True
     cap: bool = False
@@ -192,7 +197,7 @@ class ThrowPlan:
     throw_hand: Track
     glove_hand: Track
     release_time: float  # frames since onset
-    end_time: float
+    end_time: float  # the finish stance is reached (still from then on)
     release_pos: np.ndarray
     release_vel: np.ndarray  # m/s
 
@@ -263,8 +268,22 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
     # tangent is 1.6x the chord accelerates steadily without overshooting.
     t_rel = t_cock + 30.0 * 1.6 * chord / speed
     t_fin = t_rel + 7.0 * tempo
-    t_end = t_fin + 13.0 * tempo
     t_mid = 0.5 * (t_lift + t_cock)
+
+    # Finish stance: the lead foot stays planted at the stride, the trail foot comes up
+    # by ``finish_step`` (towards a parallel stance), the pelvis settles between the feet,
+    # the trunk straightens, the arms hang down.
+    step = float(np.clip(person.finish_step + 0.1 * rng.standard_normal(), 0.0, 1.0))
+    settle = 15.0 * tempo * (1.0 + 0.05 * rng.standard_normal())
+    t_end = t_fin + settle
+    fw = seg.foot_half
+    ah = seg.ankle_height
+    lead_fin = [-fw + 1.5 * lateral, ah, stride]
+    trail_fin = [fw + 1.2 * lateral, ah, 0.45 * step * stride]
+    pelvis_end = np.array([1.3 * lateral + 0.01 * rng.standard_normal(), pb - 0.015,
+                           (0.66 + 0.08 * step) * stride + 0.02 * rng.standard_normal()])
+    end_yaw = math.radians(-12.0 + 25.0 * step + 3.0 * rng.standard_normal())
+    end_angles = [end_yaw, math.radians(4.0 + 2.0 * rng.standard_normal()), 0.0]
 
     pelvis = Track.build([
         (0.0, rest_pelvis, None),
@@ -272,10 +291,8 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         (t_cock, pelvis_cock, None),
         (t_rel, pelvis_rel, None),
         (t_fin, pelvis_fin, None),
-        (t_end, rest_pelvis, None),
+        (t_end, pelvis_end, None),
     ])
-    fw = seg.foot_half
-    ah = seg.ankle_height
     lead_rest = [-fw, ah, 0.0]
     zero3 = [0.0, 0.0, 0.0]
     lift = 0.10 + 0.12 * person.knee_lift
@@ -284,17 +301,17 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         (0.15 * t_lift, lead_rest, zero3),
         (t_lift, [-fw + 0.04, ah + lift, 0.12 * stride], None),
         (t_mid, [-fw + 0.5 * lateral, ah + 0.6 * lift, 0.5 * stride], None),
-        (t_cock, [-fw + 1.5 * lateral, ah, stride], zero3),
-        (t_fin, [-fw + 1.5 * lateral, ah, stride], zero3),
-        (0.5 * (t_fin + t_end), [-fw + lateral, ah + 0.06, 0.5 * stride], None),
-        (t_end, lead_rest, None),
+        (t_cock, lead_fin, zero3),
+        (t_end, lead_fin, zero3),
     ])
     trail_rest = [fw, ah, 0.0]
+    trail_mid = [fw - 0.03 + 0.6 * lateral, ah + 0.03 + 0.05 * step,
+                 0.5 * (0.08 + trail_fin[2])]
     trail_foot = Track.build([
         (0.0, trail_rest, None),
         (t_rel, trail_rest, zero3),
-        (t_fin, [fw - 0.03, ah + 0.06, 0.08], None),
-        (t_end, trail_rest, None),
+        (t_fin, trail_mid, None),
+        (t_end, trail_fin, zero3),
     ])
     trunk = Track.build([
         (0.0, [rest_yaw, rest_lean, 0.0], None),
@@ -302,7 +319,7 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         (t_cock, angles_cock, None),
         (t_rel, angles_rel, None),
         (t_fin, np.radians([-45.0, person.lean_deg + 12.0, 10.0]), None),
-        (t_end, [rest_yaw, rest_lean, 0.0], None),
+        (t_end, end_angles, None),
     ])
     if person.rest_style == 'set':
         throw_rest = np.array([0.03, 0.62 * h, 0.16]) + rest_shift
@@ -312,6 +329,10 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         glove_rest = np.array([-0.21 * person.build, 0.47 * h, 0.03]) + rest_shift
     throw_rest = throw_rest + rest_pelvis - [0.0, pb, 0.0]
     glove_rest = glove_rest + rest_pelvis - [0.0, pb, 0.0]
+    # Arms down at the finish (the hands beside the hips, the glove a little in front).
+    hang = pelvis_end - [0.0, pb, 0.0]
+    throw_end = hang + [0.20 * person.build, 0.47 * h, 0.05]
+    glove_end = hang + [-0.20 * person.build, 0.49 * h, 0.10]
     vel_frame = release_vel / 30.0
     throw_hand = Track.build([
         (0.0, throw_rest, None),
@@ -319,7 +340,7 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         (t_cock, cock_pos, [0.0, 0.02, -0.01]),
         (t_rel, release_pos, vel_frame),
         (t_fin, [pelvis_fin[0] - 0.30, 0.42 * h, pelvis_fin[2] + 0.40], [0.0, -0.01, 0.0]),
-        (t_end, throw_rest, None),
+        (t_end, throw_end, None),
     ])
     shoulder_left_cock = shoulder(pelvis_cock, angles_cock, 'ShoulderLeft')
     glove_hand = Track.build([
@@ -328,7 +349,7 @@ def plan_throw(person: Participant, seg: Segments, rng: np.random.Generator, *,
         (t_cock, shoulder_left_cock + 0.75 * seg.arm * _unit(np.array([0.1, 0.25, 1.0])), None),
         (t_rel, [pelvis_rel[0] - 0.12, 0.70 * h, pelvis_rel[2] + 0.15], None),
         (t_fin, [pelvis_fin[0] - 0.18, 0.60 * h, pelvis_fin[2] + 0.10], None),
-        (t_end, glove_rest, None),
+        (t_end, glove_end, None),
     ])
     return ThrowPlan(pelvis, lead_foot, trail_foot, trunk, throw_hand, glove_hand,
                      release_time=t_rel, end_time=t_end, release_pos=release_pos,
@@ -389,3 +410,45 @@ def pose(plan: ThrowPlan, seg: Segments, t: np.ndarray) -> np.ndarray:
         joints[:, J['HandTip' + side]] = tip
         joints[:, J['Thumb' + side]] = thumb
     return joints
+
+
+def plan_walk_back(start: ThrowPlan, start_time: float, rest: ThrowPlan,
+                   duration: float) -> ThrowPlan:
+    """
+    Keyframe the walk from ``start``'s pose at ``start_time`` back to ``rest``'s rest pose.
+
+    Between pitches of a continuous recording: the lead foot steps back first (lifted,
+    then planted at its rest spot), the trail foot follows; the pelvis and trunk glide
+    back with a small bob, the arms go to their rest places. Times in frames since the
+    start of the walk (0 .. ``duration``); still before and after.
+    """
+    t0 = np.array([float(start_time)])
+    d = float(duration)
+    zero3 = [0.0, 0.0, 0.0]
+
+    def ends(track_a: Track, track_b: Track) -> Tuple[np.ndarray, np.ndarray]:
+        return track_a(t0)[0], track_b(np.array([0.0]))[0]
+
+    def glide(track_a: Track, track_b: Track, bob: Sequence[float] = (0.0, 0.0, 0.0)
+              ) -> Track:
+        a, b = ends(track_a, track_b)
+        mid = 0.5 * (a + b) + np.asarray(bob, dtype=float)
+        return Track.build([(0.0, a, None), (0.5 * d, mid, None), (d, b, None)])
+
+    def stepping(track_a: Track, track_b: Track, lo: float, hi: float) -> Track:
+        a, b = ends(track_a, track_b)
+        lifted = 0.5 * (a + b)
+        lifted[1] = max(a[1], b[1]) + 0.06
+        keys = [(0.0, a, None), (lo * d, a, zero3), (0.5 * (lo + hi) * d, lifted, None),
+                (hi * d, b, zero3), (d, b, zero3)]
+        return Track.build(keys)
+
+    pelvis = glide(start.pelvis, rest.pelvis, (0.0, 0.012, 0.0))
+    lead = stepping(start.lead_foot, rest.lead_foot, 0.08, 0.55)
+    trail = stepping(start.trail_foot, rest.trail_foot, 0.45, 0.85)
+    trunk = glide(start.trunk, rest.trunk, (0.0, math.radians(-2.0), 0.0))
+    throw_hand = glide(start.throw_hand, rest.throw_hand, (0.0, 0.02, 0.0))
+    glove_hand = glide(start.glove_hand, rest.glove_hand, (0.0, 0.02, 0.0))
+    return ThrowPlan(pelvis, lead, trail, trunk, throw_hand, glove_hand,
+                     release_time=math.inf, end_time=d,
+                     release_pos=np.full(3, np.nan), release_vel=np.zeros(3))
