@@ -12,7 +12,11 @@ The file is a ``torch.save`` of a plain dict (strings, numbers, lists, dicts, te
     class_names       ['block1', ..., 'block9'] (class index = block - 1)
     block_grid        [[1, 2, 3], [4, 5, 6], [7, 8, 9]] rows top to bottom, as the pitcher
                       sees the target
-    meta              free-form plain data (training run, metrics, ...)
+    input_kind        what the network takes: 'rgb' (clips), 'joints' (Kinect joints) or
+                      'rgb+joints' (both, the two-stream networks); absent in files written
+                      before it was recorded (then only the built network knows)
+    meta              free-form plain data (training run, metrics, ``temperature``: the
+                      calibration temperature read by ``decision.checkpoint_temperature``)
     state_dict        the weights (CPU tensors)
 
 Loading uses ``torch.load(..., weights_only=True)``: a file that would run code on
@@ -59,6 +63,7 @@ class Checkpoint:
     state_dict: Dict[str, torch.Tensor]
     meta: Dict[str, Any] = field(default_factory=dict)
     path: str = ''
+    input_kind: Optional[str] = None
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -98,6 +103,7 @@ def save_checkpoint(path: PathLike, model: nn.Module, *, model_name: str,
         'sampling_method': int(sampling_method),
         'class_names': list(CLASS_NAMES),
         'block_grid': block_grid(),
+        'input_kind': str(getattr(model, 'input_kind', 'rgb')),
         'meta': _check_plain(dict(meta or {}), 'meta'),
         'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
@@ -189,6 +195,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = 'cp
         state_dict=state_dict,
         meta=dict(payload.get('meta') or {}),
         path=str(path),
+        input_kind=None if payload.get('input_kind') is None else str(payload['input_kind']),
     )
 
 
@@ -197,6 +204,9 @@ def build_model_from_checkpoint(ckpt: Checkpoint,
     """
     Build the checkpoint's network, load its weights, move it to ``device``, eval mode.
 
+    Config keys missing from the file (written before the key existed) take the registry
+    default, which is always the behaviour the key's addition preserved (e.g.
+    ``skeleton_gru``'s ``features`` = 'spinebase').
     Raises :class:`CheckpointError` when the name is not registered, the config is not
     accepted by the builder, or the weights do not fit the built network.
     """
@@ -217,4 +227,9 @@ def build_model_from_checkpoint(ckpt: Checkpoint,
         raise CheckpointError(
             f'checkpoint {where}: weights do not match model {ckpt.model_name!r} '
             f'built from its config: {" ".join(first[:3])}') from None
+    built_kind = getattr(model, 'input_kind', 'rgb')
+    if ckpt.input_kind is not None and ckpt.input_kind != built_kind:
+        raise CheckpointError(
+            f'checkpoint {where}: recorded input kind {ckpt.input_kind!r}, but model '
+            f'{ckpt.model_name!r} built from its config takes {built_kind!r}')
     return model.to(device).eval()

@@ -2,6 +2,7 @@
 
 from pitch_predictor.checkpoint import (
     build_model_from_checkpoint, CheckpointError, load_checkpoint, save_checkpoint)
+from pitch_predictor.decision import checkpoint_temperature
 from pitch_predictor.networks import build_model, fast_config
 from pitch_predictor.preprocessing import fast_preprocess
 import pytest
@@ -126,3 +127,65 @@ def test_meta_must_be_plain_data(tmp_path):
     with pytest.raises(CheckpointError, match='meta.bad'):
         saved_model(tmp_path / 'model.pt', bad=object())
     assert not (tmp_path / 'model.pt').exists()
+
+
+def test_input_kind_and_temperature_are_recorded(tmp_path):
+    path = tmp_path / 'model.pt'
+    saved_model(path, temperature=1.7)
+    ckpt = load_checkpoint(path)
+    assert ckpt.input_kind == 'rgb'
+    assert checkpoint_temperature(ckpt.meta) == 1.7
+    rewrite(path, input_kind='joints')
+    with pytest.raises(CheckpointError, match="recorded input kind 'joints'"):
+        build_model_from_checkpoint(load_checkpoint(path))
+    payload = torch.load(path, weights_only=True)
+    del payload['input_kind']  # files written before the kind was recorded
+    torch.save(payload, path)
+    assert load_checkpoint(path).input_kind is None
+    build_model_from_checkpoint(load_checkpoint(path))
+
+
+@pytest.mark.parametrize('name', ['two_stream_1d', 'two_stream_2d'])
+@pytest.mark.parametrize('mode', ['features', 'late'])
+def test_two_stream_round_trip(tmp_path, name, mode):
+    torch.manual_seed(0)
+    model = build_model(name, **{**fast_config(name), 'fusion_mode': mode,
+                                 'late_weight': 0.3}).eval()
+    path = tmp_path / 'two.pt'
+    save_checkpoint(path, model, model_name=name, model_config=model.config,
+                    preprocess=fast_preprocess(), sampling_method=5,
+                    meta={'temperature': 1.25})
+    ckpt = load_checkpoint(path)
+    assert ckpt.input_kind == 'rgb+joints'
+    assert ckpt.model_config['fusion_mode'] == mode
+    assert ckpt.meta['temperature'] == 1.25
+    loaded = build_model_from_checkpoint(ckpt)
+    assert loaded.late_weight == 0.3
+    clips = torch.randn(1, 3, 3, 112, 112)
+    joints = torch.randn(1, 3, 25, 3) + torch.tensor([0.0, 0.0, 2.5])
+    joints[0, 1] = float('nan')
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clips, joints), model(clips, joints), atol=0, rtol=0)
+
+
+def test_skeleton_gru_checkpoint_without_features_key_keeps_old_inputs(tmp_path):
+    # A file from before the 'features' key: its full config lacks it; it must build the
+    # original peer (joints minus the first frame's SpineBase, camera axes, NaN as 0).
+    torch.manual_seed(0)
+    old_config = {'hidden': 16, 'layers': 2, 'dropout': 0.2, 'num_classes': 9}
+    model = build_model('skeleton_gru', **old_config).eval()
+    path = tmp_path / 'skeleton.pt'
+    save_checkpoint(path, model, model_name='skeleton_gru', model_config=old_config,
+                    preprocess=fast_preprocess(), sampling_method=5)
+    payload = torch.load(path, weights_only=True)
+    del payload['input_kind']
+    torch.save(payload, path)
+    loaded = build_model_from_checkpoint(load_checkpoint(path))
+    assert loaded.config['features'] == 'spinebase'
+    joints = torch.randn(2, 6, 25, 3)
+    joints[0, 2, 3] = float('nan')
+    clean = torch.nan_to_num(joints)
+    inputs = (clean - clean[:, :1, :1]).flatten(2)  # SpineBase is joint 0
+    with torch.no_grad():
+        outputs, _ = loaded.gru(inputs)
+        torch.testing.assert_close(loaded(joints), loaded.output(outputs[:, -1]))

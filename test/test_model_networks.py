@@ -1,6 +1,7 @@
 """The Table I networks, their fusions, streaming, the peers and the registry."""
 
 import json
+import math
 
 from pitch_predictor.networks import (
     build_model, FAST_CONFIG, fast_config, FUSIONS, list_models, model_config_defaults,
@@ -306,3 +307,54 @@ def test_grouped_alexnet_weights_become_block_diagonal(tmp_path):
     expected = torch.nn.functional.conv2d(x, grouped['features.3.weight'],
                                           grouped['features.3.bias'], padding=2, groups=2)
     torch.testing.assert_close(conv2(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def rotate_about_vertical(joints, angle):
+    """Turn joints ``(..., 3)`` about the camera's y axis (the camera panned)."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    x, y, z = joints.unbind(-1)
+    return torch.stack([cos * x + sin * z, y, -sin * x + cos * z], dim=-1)
+
+
+def test_skeleton_gru_feature_options():
+    assert model_config_defaults('skeleton_gru')['features'] == 'spinebase'  # old files
+    assert fast_config('skeleton_gru')['features'] == 'centred'
+    with pytest.raises(ValueError, match='skeleton features'):
+        build_model('skeleton_gru', features='world')
+    torch.manual_seed(0)
+    centred = small('skeleton_gru').eval()
+    spinebase = small('skeleton_gru', features='spinebase').eval()
+    joints = torch.randn(2, 6, 25, 3) * 0.3 + torch.tensor([0.0, 0.0, 2.5])
+    moved = rotate_about_vertical(joints, 0.7) * 1.2 + torch.tensor([0.5, -0.1, 0.8])
+    with torch.no_grad():
+        # The camera's heading and the pitcher's size drop out of the centred inputs only.
+        torch.testing.assert_close(centred(moved), centred(joints), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(spinebase(moved), spinebase(joints), atol=1e-3)
+
+
+@pytest.mark.parametrize('features', ['centred', 'spinebase'])
+def test_skeleton_gru_encoder_steps_like_the_whole_clip(features):
+    torch.manual_seed(0)
+    model = small('skeleton_gru', features=features).eval()
+    joints = torch.randn(2, 5, 25, 3) + torch.tensor([0.0, 0.0, 2.5])
+    joints[0, 0] = float('nan')
+    joints[1, 2, :4] = float('nan')
+    with torch.no_grad():
+        state = model.init_encoder_state(2)
+        for t in range(5):
+            vector, state = model.encode_step(joints[:, t], state)
+            torch.testing.assert_close(vector, model.encode(joints[:, :t + 1]),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_builder_modules_register_explicitly():
+    from pitch_predictor import peers, two_stream
+    names = []
+
+    def collect(name, **_):
+        names.append(name)
+        return lambda builder: builder
+
+    peers.register_models(collect)
+    two_stream.register_models(collect)
+    assert sorted(names) == sorted(VIDEO_PEERS + ['skeleton_gru'] + TWO_STREAM)

@@ -1,5 +1,8 @@
 """Two-stream networks: shapes, the feature path, streaming, missing joints, late fusion."""
 
+from pathlib import Path
+import sys
+
 from pitch_predictor.networks import (
     build_model, fast_config, model_config_defaults, NotStreamableError)
 from pitch_predictor.two_stream import load_branch_weights
@@ -108,3 +111,100 @@ def test_paper_size_defaults():
     assert defaults['channels'] == [96, 256, 384, 384, 256]
     assert defaults['fusion_mode'] == 'features'
     assert fast_config('two_stream_1d')['input_size'] == 112
+
+
+@pytest.mark.parametrize('features', [False, True])
+def test_onnx_export_takes_both_inputs_with_nan_joints(tmp_path, features):
+    import numpy as np
+    import onnxruntime
+    from pitch_predictor.checkpoint import save_checkpoint
+    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.sampling import clip_length
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)  # `training` runs from the repo root; it is not installed
+    from training.export import export
+
+    model = small('two_stream_1d', channels=[8, 16, 16, 16, 16], fc_sizes=[16, 16])
+    save_checkpoint(tmp_path / 'model.pt', model, model_name='two_stream_1d',
+                    model_config=model.config, preprocess=fast_preprocess(),
+                    sampling_method=2)
+    report = export(tmp_path / 'model.pt', onnx_path=tmp_path / 'model.onnx',
+                    features=features, tolerance=1e-4)
+    print('ONNX max |logit diff|', report['max_abs_diff_logits'])
+    assert report['max_abs_diff_logits'] < 1e-4 and report['finite']
+    # Independently of export's own check: the node's kind of joints, fed as they are.
+    clips, joints = inputs(batch=2, steps=clip_length(2), seed=5)
+    joints[0, 3] = float('nan')
+    joints[1] = float('nan')
+    with torch.no_grad():
+        first = clips
+        if features:
+            first = model.backbone(clips.flatten(0, 1)).unflatten(0, clips.shape[:2])
+        expected = model.forward_features(first, joints) if features else model(clips, joints)
+    session = onnxruntime.InferenceSession(str(tmp_path / 'model.onnx'),
+                                           providers=['CPUExecutionProvider'])
+    names = [i.name for i in session.get_inputs()]
+    assert names == ['features' if features else 'clips', 'joints']
+    got = session.run(None, {names[0]: first.numpy(), 'joints': joints.numpy()})[0]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_training_step_with_missing_joints_has_finite_gradients(mode):
+    model = small('two_stream_1d', fusion_mode=mode).train()
+    clips, joints = inputs(batch=3, steps=3)
+    joints[0] = float('nan')
+    joints[1, :, 10:] = float('nan')
+    feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (3, 3))
+    out = model.forward_branches(feats, joints)
+    labels = torch.tensor([0, 4, 8])
+    loss = sum(torch.nn.functional.cross_entropy(logits, labels)
+               for logits in (out.logits, out.rgb_logits, out.joint_logits))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.joints.gru.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_skeleton_only_checkpoint_of_old_kind_fits_a_spinebase_branch():
+    skeleton = build_model('skeleton_gru', hidden=64).eval()  # the original peer
+    model = small('two_stream_2d', fusion_mode='late', joint_features='spinebase')
+    load_branch_weights(model, joints_state_dict=skeleton.state_dict())
+    _, joints = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model.joint_branch_logits(joints), skeleton(joints))
+    with pytest.raises(ValueError, match='do not fit'):
+        load_branch_weights(small('two_stream_2d', fusion_mode='late'),
+                            joints_state_dict=skeleton.state_dict())
+
+
+def test_features_mode_loads_an_rgb_checkpoint_without_its_head():
+    rgb = build_model('convgru2d_alexnet', **fast_config('convgru2d_alexnet')).eval()
+    model = small('two_stream_2d', fusion_mode='features')
+    loaded = load_branch_weights(model, rgb_state_dict=rgb.state_dict())
+    assert loaded and not any(k.startswith('rgb.head.') for k in loaded)
+    torch.testing.assert_close(model.rgb.features[0].weight, rgb.features[0].weight)
+
+
+def test_late_fusion_from_checkpoints(tmp_path):
+    from pitch_predictor.checkpoint import load_checkpoint, save_checkpoint
+    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.two_stream import late_fusion_from_checkpoints
+    torch.manual_seed(2)
+    rgb = build_model('convgru1d_alexnet', **fast_config('convgru1d_alexnet')).eval()
+    skeleton = build_model('skeleton_gru', **fast_config('skeleton_gru')).eval()
+    for name, net in (('convgru1d_alexnet', rgb), ('skeleton_gru', skeleton)):
+        save_checkpoint(tmp_path / f'{name}.pt', net, model_name=name,
+                        model_config=net.config, preprocess=fast_preprocess(),
+                        sampling_method=5)
+    model = late_fusion_from_checkpoints(load_checkpoint(tmp_path / 'convgru1d_alexnet.pt'),
+                                         load_checkpoint(tmp_path / 'skeleton_gru.pt'), 0.4)
+    assert model.name == 'two_stream_1d' and model.config['late_weight'] == 0.4
+    clips, joints = inputs()
+    with torch.no_grad():
+        expected = (0.4 * rgb(clips).log_softmax(-1)
+                    + 0.6 * skeleton(joints).log_softmax(-1))
+        torch.testing.assert_close(model(clips, joints), expected)
+    model.set_late_weight(0.9)
+    assert model.config['late_weight'] == 0.9
