@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Collection, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -87,6 +87,7 @@ class TestPeer:
         self.blocks: List = []
         self.early: List = []
         self.diagnostics: Dict[str, str] = {}
+        self.status: tuple = (-1, '')  # (level 0 OK, 1 WARN, 2 ERROR; message), latest
         self.subscriptions = [
             self.node.create_subscription(Header, '/pitch/prediction_header',
                                           self._keep(self.headers), qos),
@@ -118,6 +119,8 @@ class TestPeer:
             if 'pitch predictor' in status.name:
                 with self.lock:
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
+                    self.status = (ord(status.level) if isinstance(status.level, bytes)
+                                   else int(status.level), status.message)
 
     def spin_until(self, predicate: Callable[[], bool], timeout_s: float = 30.0,
                    node: Optional[NodeProcess] = None) -> bool:
@@ -184,13 +187,22 @@ class TestPeer:
         return msg
 
     def publish_stream(self, frames: np.ndarray, joints: Optional[np.ndarray],
-                       first_stamp_ns: int, period_s: float = 1 / 30) -> List[int]:
-        """Publish frame k (and its skeleton) with stamp first + k * 33.3 ms, paced."""
+                       first_stamp_ns: int, period_s: float = 1 / 30,
+                       no_skeleton: Collection[int] = (),
+                       no_body: Collection[int] = ()) -> List[int]:
+        """
+        Publish frame k (and its skeleton) with stamp first + k * 33.3 ms, paced.
+
+        Frames in ``no_skeleton`` get no skeleton message, frames in ``no_body`` a
+        ``PoseArray`` without poses (the tracker sees no one).
+        """
         stamps = []
         start = time.monotonic()
         for k, rgb in enumerate(frames):
             stamp = first_stamp_ns + k * FRAME_NS
-            if joints is not None:
+            if k in no_body:
+                self.skeleton_pub.publish(self.skeleton_msg(np.zeros((0, 3)), stamp))
+            elif joints is not None and k not in no_skeleton:
                 self.skeleton_pub.publish(self.skeleton_msg(joints[k], stamp))
             self.image_pub.publish(self.image_msg(rgb, stamp))
             stamps.append(stamp)

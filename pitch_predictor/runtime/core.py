@@ -574,7 +574,8 @@ class PredictorCore:
         what = 'early estimate' if early else 'prediction'
         self.counters['early_skipped_no_skeleton' if early
                       else 'windows_skipped_no_skeleton'] += 1
-        self._notify('skeleton_gap', (
+        # Own keys: throttled early-estimate notes must not hide the final's.
+        self._notify('skeleton_gap_early' if early else 'skeleton_gap', (
             f'no {what} for the pitch starting at {window.start_stamp_ns / 1e9:.3f} s: '
             f'{filled} of {seen} frames without their own skeleton (more than '
             f'max_missing_skeleton_fraction {self.config.max_missing_skeleton_fraction})'))

@@ -1,0 +1,194 @@
+"""
+A two-stream (RGB + joints) model in the running node over real DDS, skeleton gaps too.
+
+One ``predictor_node`` process (a random fast ``two_stream_1d``: finals and early
+estimates) serves the module; the test publishes rendered pitches into it and compares
+every answer with :class:`PredictorCore` run offline on the same frames and skeletons.
+Skeleton gaps follow docs/node.md, "Skeleton gaps": a short one is filled and decided,
+a long one gets no prediction and shows in ``/diagnostics`` at WARN level.
+"""
+
+from node_harness import FRAME_NS, node_command, NodeProcess, SECOND, TestPeer
+import numpy as np
+from pitch_predictor.runtime.core import CoreConfig, PredictorCore
+import pytest
+from runtime_fixtures import make_checkpoint, synthetic_trial
+
+rclpy = pytest.importorskip('rclpy')
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+OK, WARN = 0, 1
+
+
+class Streams:
+    """Hands out stream start stamps a minute apart (the node starts each one afresh)."""
+
+    def __init__(self) -> None:
+        self.next_s = 300
+
+    def start(self) -> int:
+        """Return a fresh first stamp (ns)."""
+        self.next_s += 60
+        return self.next_s * SECOND
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """Save a random streamable fast two-stream model (fixed seed)."""
+    return make_checkpoint(tmp_path_factory.mktemp('ts_node') / 'ts1d.pt', 'two_stream_1d',
+                           seed=5)
+
+
+@pytest.fixture(scope='module')
+def trial():
+    """Render a qHD pitch here, independent of the simulator."""
+    return synthetic_trial(width=960, height=540)
+
+
+@pytest.fixture(scope='module')
+def peer():
+    """Create the test's own DDS participant."""
+    p = TestPeer()
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope='module')
+def node(checkpoint, peer, tmp_path_factory):
+    """Start the node under test with sim time and frequent diagnostics."""
+    log = tmp_path_factory.mktemp('ts_node') / 'node.log'
+    proc = NodeProcess(node_command([
+        '-p', f'model_path:={checkpoint}', '-p', 'device:=cpu', '-p', 'use_sim_time:=true',
+        '-p', 'diagnostics_period_s:=0.2', '-p', 'qos_depth:=100',
+        '-p', 'max_pending_frames:=300']), log)
+    peer.wait_for_node(proc)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope='module')
+def streams():
+    """Stream start stamps for the module."""
+    return Streams()
+
+
+def _offline(checkpoint, frames, joints, first_stamp, without=(), **settings):
+    """Run the core offline; frames in ``without`` have no skeleton."""
+    core = PredictorCore(checkpoint, CoreConfig(max_pending_frames=300, **settings),
+                         device='cpu')
+    out = []
+    for k in range(len(frames)):
+        out += core.ingest(first_stamp + k * FRAME_NS, frames[k],
+                           None if k in without else joints[k])
+    return out, core
+
+
+def _check_early(received, offline):
+    """Each early estimate received equals the offline one of the same fraction seen."""
+    expected = {round(p.fraction_seen, 3): p.probabilities for p in offline if p.early}
+    assert received, 'no early estimate arrived'
+    for message in received:
+        fraction = round(float(message.data[0]), 3)
+        assert fraction in expected, (fraction, sorted(expected))
+        np.testing.assert_allclose(np.array(message.data[1:]), expected[fraction], atol=1e-5)
+
+
+def _publish(peer, node, frames, joints, first, **gaps):
+    finals, early = len(peer.finals()), len(peer.early)
+    received = peer.counter('frames_received')
+    peer.publish_stream(frames, joints, first, **gaps)
+    peer.wait_counter('frames_received', received + len(frames), node)
+    return finals, early
+
+
+@pytest.fixture(scope='module')
+def start(node, peer, checkpoint, trial, streams):
+    """Publish the whole pitch once; return its start frame (checked against offline)."""
+    frames, joints = trial
+    first = streams.start()
+    finals, early = _publish(peer, node, frames, joints, first)
+    assert peer.spin_until(lambda: len(peer.finals()) > finals, 30, node), \
+        str(peer.diagnostics) + node.log()
+    start_ns, block, probabilities = peer.finals()[-1]
+    offline, core = _offline(checkpoint, frames, joints, first)
+    final = [p for p in offline if not p.early]
+    assert len(final) == 1
+    assert (start_ns, block) == (final[0].start_stamp_ns, final[0].block)
+    np.testing.assert_allclose(probabilities, final[0].probabilities, atol=1e-5)
+    _check_early(peer.early[early:], offline)
+    return (start_ns - first) // FRAME_NS
+
+
+def test_two_stream_node_answers_like_the_offline_core(node, peer, start):
+    assert peer.diagnostics['input_kind'] == 'rgb+joints'
+    assert peer.diagnostics['model'] == 'two_stream_1d'
+    assert peer.counter('windows_skipped_no_skeleton') == 0
+    assert peer.counter('decisions_with_filled_skeleton') == 0
+    assert 'windows skipped' not in peer.status[1]
+
+
+def test_short_gap_no_body_is_filled_and_answered_like_offline(
+        node, peer, checkpoint, trial, streams, start):
+    frames, joints = trial
+    first = streams.start()
+    gap = set(range(start + 10, start + 20))  # window frames 10..19: the tracker sees no one
+    rejected = peer.counter('skeletons_rejected.no_skeleton')
+    filled = peer.counter('decisions_with_filled_skeleton')
+    finals, early = _publish(peer, node, frames, joints, first, no_body=gap)
+    assert peer.spin_until(lambda: len(peer.finals()) > finals, 30, node), node.log()
+    peer.wait_counter('decisions_with_filled_skeleton', filled + 1, node)
+    peer.wait_counter('skeletons_rejected.no_skeleton', rejected + len(gap), node)
+    offline, core = _offline(checkpoint, frames, joints, first, without=gap)
+    final = [p for p in offline if not p.early]
+    assert len(final) == 1 and final[0].skeleton_filled_frames == 10
+    start_ns, block, probabilities = peer.finals()[-1]
+    assert (start_ns, block) == (final[0].start_stamp_ns, final[0].block)
+    np.testing.assert_allclose(probabilities, final[0].probabilities, atol=1e-5)
+    _check_early(peer.early[early:], offline)
+    assert peer.counter('windows_skipped_no_skeleton') == 0
+
+
+def test_long_gap_gets_no_prediction_and_warns(node, peer, checkpoint, trial, streams,
+                                               start):
+    frames, joints = trial
+    first = streams.start()
+    gap = set(range(start + 8, start + 40))  # 32 of the window's 40 frames: no skeleton
+    skipped = peer.counter('windows_skipped_no_skeleton')
+    finals, early = _publish(peer, node, frames, joints, first, no_skeleton=gap)
+    peer.wait_counter('windows_skipped_no_skeleton', skipped + 1, node)
+    assert peer.spin_until(lambda: peer.status[0] == WARN
+                           and 'windows skipped: skeleton missing' in peer.status[1], 5, node), \
+        peer.status
+    offline, core = _offline(checkpoint, frames, joints, first, without=gap)
+    assert [p for p in offline if not p.early] == []
+    assert core.counters['windows_skipped_no_skeleton'] == 1
+    assert len(peer.finals()) == finals  # nothing published for this pitch
+    _check_early(peer.early[early:], offline)  # the estimates made before the gap grew
+    assert 'no prediction for the pitch starting at' in node.log()
+
+
+def test_the_limit_changes_at_run_time(node, peer, checkpoint, trial, streams, start):
+    results = peer.set_parameters('pitch_predictor', {'max_missing_skeleton_fraction': 1.5})
+    assert not results[0].successful and results[0].reason
+    results = peer.set_parameters('pitch_predictor', {'max_missing_skeleton_fraction': 0.9})
+    assert results[0].successful, results[0].reason
+    frames, joints = trial
+    first = streams.start()
+    gap = set(range(start + 8, start + 40))  # 32/40 = 0.8: now decided
+    filled = peer.counter('decisions_with_filled_skeleton')
+    finals, _ = _publish(peer, node, frames, joints, first, no_skeleton=gap)
+    assert peer.spin_until(lambda: len(peer.finals()) > finals, 30, node), node.log()
+    peer.wait_counter('decisions_with_filled_skeleton', filled + 1, node)
+    offline, _ = _offline(checkpoint, frames, joints, first, without=gap,
+                          max_missing_skeleton_fraction=0.9)
+    final = [p for p in offline if not p.early]
+    assert len(final) == 1 and final[0].skeleton_filled_frames == 32
+    start_ns, block, probabilities = peer.finals()[-1]
+    assert (start_ns, block) == (final[0].start_stamp_ns, final[0].block)
+    np.testing.assert_allclose(probabilities, final[0].probabilities, atol=1e-5)
+
+
+def test_node_stops_cleanly(node):
+    assert node.stop() == 0
+    assert 'Traceback' not in node.log(), node.log()
