@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 from pitch_predictor.checkpoint import save_checkpoint
-from pitch_predictor.data.bag import read_ground_truth, write_recording
+from pitch_predictor.data.bag import (
+    read_ground_truth, read_recording, RGB_TOPIC, write_recording)
 from pitch_predictor.networks import build_model, fast_config
 from pitch_predictor.preprocessing import fast_preprocess
 from pitch_predictor.sim.generator import generate_trials, plan_dataset, SimConfig
@@ -59,15 +60,32 @@ def test_rosbags_messages_become_rclpy_messages():
     assert list(msg.data) == list(range(18))
 
 
-@pytest.mark.ros
-@pytest.mark.slow
-def test_dds_replay_and_offline_give_identical_predictions(recording):
+@pytest.fixture(scope='module')
+def two_stream_checkpoint(recording):
+    """Save a random fast two-stream model (RGB + joints, fixed seed) beside the bag."""
+    _, _, folder = recording
+    torch.manual_seed(1)
+    config = fast_config('two_stream_2d')
+    model = build_model('two_stream_2d', **config)
+    checkpoint = folder / 'two_stream.pt'
+    save_checkpoint(checkpoint, model, model_name='two_stream_2d', model_config=config,
+                    preprocess=fast_preprocess(), sampling_method=1)
+    return checkpoint
+
+
+def _frames_in(bag) -> int:
+    """Count the recording's image messages (what the replay publishes as frames)."""
+    return sum(1 for _ in read_recording(bag, topics=[RGB_TOPIC]))
+
+
+def _dds_equals_offline(bag, checkpoint, out_dir):
+    """Run offline and over DDS; assert identical predictions; return both results."""
     from pitch_predictor.evaluation.offline import run_offline
     from pitch_predictor.evaluation.run import EvalOptions, evaluate, predictions_agree
 
-    bag, checkpoint, folder = recording
-    offline, _ = run_offline(bag, checkpoint, node_params_overrides=['device:=cpu'],
-                             progress=False)
+    offline, offline_stats = run_offline(bag, checkpoint,
+                                         node_params_overrides=['device:=cpu'],
+                                         progress=False)
     truths = read_ground_truth(bag)
     assert len(truths) == TRIALS
     # Start detection does not depend on the (random) model: a pitch must be found.
@@ -76,16 +94,43 @@ def test_dds_replay_and_offline_give_identical_predictions(recording):
     # A deep input queue: on a busy CI machine the node may fall behind for a moment;
     # this test is about identical processing, not about keeping up in real time.
     result = evaluate(EvalOptions(bag=bag, mode='dds', model=checkpoint, rate=1.0,
-                                  out_dir=folder / 'dds',
+                                  out_dir=out_dir,
                                   node_params=['device:=cpu', 'qos_depth:=1000'],
                                   drain_timeout_s=10.0, progress=False))
     problem = predictions_agree(offline, result.predictions, atol=1e-5)
     assert problem is None, problem
     # Every message reached the node: nothing was dropped on the way.
-    assert result.stats['frames_published'] == 3 * 90 + 3 * 15
+    frames = _frames_in(bag)
+    assert result.stats['frames_published'] == frames
+    assert int(result.stats['node_diagnostics']['frames_received']) == frames
     # Each DDS prediction came back with a delivery latency measured from outside.
     assert all(p.delivery_latency_s is not None and p.delivery_latency_s > 0
                for p in result.predictions)
-    summary = json.loads((folder / 'dds' / 'summary.json').read_text())
+    summary = json.loads((out_dir / 'summary.json').read_text())
     assert summary['trials'] == TRIALS
-    assert (folder / 'dds' / 'confusion.png').stat().st_size > 0
+    assert (out_dir / 'confusion.png').stat().st_size > 0
+    return offline_stats, result
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_dds_replay_and_offline_give_identical_predictions(recording):
+    bag, checkpoint, folder = recording
+    _dds_equals_offline(bag, checkpoint, folder / 'dds')
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_two_stream_model_gives_identical_predictions_offline_and_over_dds(
+        recording, two_stream_checkpoint):
+    bag, _, folder = recording
+    offline_stats, result = _dds_equals_offline(bag, two_stream_checkpoint,
+                                                folder / 'dds_two_stream')
+    diagnostics = result.stats['node_diagnostics']
+    assert diagnostics['model'] == 'two_stream_2d'
+    assert diagnostics['input_kind'] == 'rgb+joints'
+    # The skeleton-gap policy decided the same windows in both runs.
+    counters = offline_stats['core_counters']
+    for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
+                'frames_paired'):
+        assert int(diagnostics[key]) == counters.get(key, 0), key

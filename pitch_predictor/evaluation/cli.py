@@ -65,6 +65,15 @@ def frames_lost(stats: dict) -> Optional[tuple]:
     return (received, published) if published and received < published else None
 
 
+def windows_skipped(stats: dict) -> int:
+    """Return how many windows the node skipped for a missing skeleton (two-stream models)."""
+    counters = stats.get('core_counters') or stats.get('node_diagnostics') or {}
+    try:
+        return int(float(counters.get('windows_skipped_no_skeleton', 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``pitch-eval``; return the process exit code."""
     args = build_parser().parse_args(argv)
@@ -86,6 +95,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if len(report.actions) <= MAX_PRINTED_ACTIONS:
         print(per_action_markdown(report))
     print(format_report(report))
+    skipped = windows_skipped(result.stats)
+    if skipped:
+        print(f'note: {skipped} window(s) got no prediction because the skeleton was missing '
+              'for too much of them (max_missing_skeleton_fraction); a trial without a '
+              'prediction counts as wrong')
     lost = frames_lost(result.stats)
     if lost:
         print(f'WARNING: the node received {lost[0]} of {lost[1]} published frames; '

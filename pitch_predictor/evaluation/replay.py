@@ -131,6 +131,9 @@ class PredictionCollector:
         for status in msg.status:
             for kv in status.values:
                 values[kv.key] = kv.value
+            level = status.level
+            values['status_level'] = ord(level) if isinstance(level, bytes) else int(level)
+            values['status_message'] = status.message
         with self._lock:
             self.diagnostics = values
 
