@@ -41,6 +41,12 @@ class TrainConfig:
     warmup_epochs: int = 0
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
+    # Two-stream models: weight of the auxiliary per-branch cross-entropies (0 = off).
+    aux_loss_weight: float = 0.0
+    # Joint augmentation (training.joint_augment.JointAugmentConfig fields, all off by
+    # default): scale, rotate_deg, camera_height, camera_tilt_deg, noise_mm, drop_joints,
+    # drop_frames, tempo.
+    joint_augment: Dict[str, Any] = field(default_factory=dict)
     # Weight initialisation: 'default' (PyTorch's) or 'kaiming' (He normal for leaky
     # ReLU on every conv and linear weight, zero biases; recurrent cells keep theirs).
     init: str = 'default'

@@ -5,10 +5,12 @@ Every trial was decoded and cropped once when the cache was built (``crop_frames
 a training sample is a fancy-index into the memory map (T frames of the detected
 40-frame window, picked by ``train_clip_indices``), returned as a uint8 tensor. The
 augmentation (``train_transform``) then runs on the whole batch, on the GPU if there
-is one.
+is one. Joints (joints-only and two-stream models) are the raw camera-space joints of
+the same sampled frames, augmented per clip by ``training.joint_augment`` when the
+config asks for it.
 """
 
-from typing import Optional, Sequence, Tuple, TYPE_CHECKING
+from typing import Any, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import numpy as np
 from pitch_predictor.kinect import FRAMES_PER_TRIAL, WINDOW
@@ -16,6 +18,8 @@ from pitch_predictor.preprocessing import PreprocessConfig, train_transform
 from pitch_predictor.sampling import train_clip_indices
 import torch
 from torch.utils.data import Dataset
+from training.joint_augment import (
+    augment_joints, draw_tempo, interpolate_joints, JointAugmentConfig, tempo_positions)
 
 if TYPE_CHECKING:  # only for annotations
     from pitch_predictor.data.cache import TrialCache
@@ -46,24 +50,28 @@ def window_joints(cache: 'TrialCache', trials: np.ndarray, window: int = WINDOW)
 
 class ClipDataset(Dataset):
     """
-    One training clip per trial and epoch: ``(clip, label)``.
+    One training clip per trial and epoch: ``(clip, label, trial)``.
 
-    ``clip`` is uint8 ``(T, S, S, 3)`` for ``kind='rgb'`` or float32 ``(T, 25, 3)`` for
-    ``kind='joints'``. The clip's frames are drawn by ``train_clip_indices`` from a
-    generator seeded by (seed, epoch, trial): the same sample on every run, any number
+    ``clip`` is uint8 ``(T, S, S, 3)`` for ``kind='rgb'``, float32 joints ``(T, 25, 3)``
+    for ``kind='joints'``, and the pair ``(frames, joints)`` of the same sampled frames for
+    ``kind='rgb+joints'``. The clip's frames are drawn by ``train_clip_indices``, and the
+    joints augmented by ``joint_augment`` (training.joint_augment, off by default), from
+    a generator seeded by (seed, epoch, trial): the same sample on every run, any number
     of workers, and after a resume.
     """
 
     def __init__(self, cache_dir: str, trials: np.ndarray, sampling_method: int, *,
-                 kind: str = 'rgb', seed: int = 0, window: int = WINDOW) -> None:
-        if kind not in ('rgb', 'joints'):
-            raise ValueError(f'kind must be "rgb" or "joints", got {kind!r}')
+                 kind: str = 'rgb', seed: int = 0, window: int = WINDOW,
+                 joint_augment: Optional[JointAugmentConfig] = None) -> None:
+        if kind not in ('rgb', 'joints', 'rgb+joints'):
+            raise ValueError(f'kind must be "rgb", "joints" or "rgb+joints", got {kind!r}')
         self.cache_dir = str(cache_dir)
         self.trials = np.asarray(trials, dtype=np.int64)
         self.sampling_method = int(sampling_method)
         self.kind = kind
         self.seed = int(seed)
         self.window = int(window)
+        self.joint_augment = joint_augment or JointAugmentConfig()
         self.epoch = 0
         self._cache: Optional[TrialCache] = None
 
@@ -88,17 +96,35 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.trials)
 
-    def __getitem__(self, item: int) -> Tuple[torch.Tensor, int, int]:
+    def __getitem__(self, item: int) -> Tuple[Any, int, int]:
         trial = int(self.trials[item])
         rng = np.random.default_rng([self.seed, self.epoch, trial])
-        frames = window_start(self.cache, trial, self.window) + train_clip_indices(
-            self.sampling_method, rng, self.window)
+        start = window_start(self.cache, trial, self.window)
+        positions = train_clip_indices(self.sampling_method, rng, self.window)
         label = int(self.cache.labels[trial])
+        augment = self.joint_augment
+        # Drawn after the clip, from the same generator: without joint augmentation the
+        # clips are those of earlier versions.
+        factor = draw_tempo(augment, rng)
+        times = tempo_positions(positions, factor, start, self.cache.frames.shape[1])
+        # Images and a two-stream model's joints: the nearest frame (in sync); a joints-only
+        # model: joints interpolated at the resampled times.
+        frames = np.rint(times).astype(np.int64) if factor != 1.0 else start + positions
+        joints = None
+        if self.kind != 'rgb':
+            if self.kind == 'joints' and factor != 1.0:
+                joints = interpolate_joints(self.cache.joints[trial], times)
+            else:
+                joints = np.asarray(self.cache.joints[trial, frames], dtype=np.float32)
+            if augment.spatial:
+                joints = augment_joints(joints, augment, rng)
+            joints = torch.from_numpy(np.ascontiguousarray(joints))
         if self.kind == 'joints':
-            return torch.from_numpy(np.asarray(self.cache.joints[trial, frames],
-                                               dtype=np.float32)), label, trial
-        return (torch.from_numpy(np.ascontiguousarray(self.cache.frames[trial, frames])),
-                label, trial)
+            return joints, label, trial
+        images = torch.from_numpy(np.ascontiguousarray(self.cache.frames[trial, frames]))
+        if self.kind == 'rgb+joints':
+            return (images, joints), label, trial
+        return images, label, trial
 
 
 def augment_batch(clips: torch.Tensor, trials: Sequence[int], preprocess: PreprocessConfig,
@@ -133,13 +159,16 @@ class ClipCollate:
         """Select the epoch whose augmentation ``__call__`` draws."""
         self.epoch = int(epoch)
 
-    def __call__(self, items: Sequence[Tuple[torch.Tensor, int, int]]
-                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return the stacked (and, if asked, augmented) batch."""
-        clips = torch.stack([item[0] for item in items])
+    def __call__(self, items: Sequence[Tuple[Any, int, int]]
+                 ) -> Tuple[Any, torch.Tensor, torch.Tensor]:
+        """Return the stacked (and, if asked, augmented) batch; pairs stay pairs."""
         labels = torch.tensor([item[1] for item in items], dtype=torch.int64)
         trials = torch.tensor([item[2] for item in items], dtype=torch.int64)
+        paired = isinstance(items[0][0], tuple)
+        frames = torch.stack([item[0][0] if paired else item[0] for item in items])
         if self.augment:
-            clips = augment_batch(clips, trials.tolist(), self.preprocess, self.seed,
-                                  self.epoch)
-        return clips, labels, trials
+            frames = augment_batch(frames, trials.tolist(), self.preprocess, self.seed,
+                                   self.epoch)
+        if paired:
+            return (frames, torch.stack([item[0][1] for item in items])), labels, trials
+        return frames, labels, trials

@@ -49,6 +49,7 @@ from tqdm import tqdm
 from training.config import ConfigError, load_config, parse_overrides, save_config, TrainConfig
 from training.dataset import augment_batch, ClipCollate, ClipDataset
 from training.evaluate import decide, evaluate_on_cache, summarize_logits, trial_clip_logits
+from training.joint_augment import JointAugmentConfig
 from training.metrics import fit_temperature, summarize
 from training.plots import plot_confusion, plot_curves
 from training.splits import make_split, Split, SplitError
@@ -148,6 +149,25 @@ def better(score: Tuple[float, float], best: Optional[Tuple[float, float]]) -> b
     if best is None:
         return True
     return score[0] > best[0] or (score[0] == best[0] and score[1] < best[1])
+
+
+def two_stream_loss(model: nn.Module, clips: torch.Tensor, joints: torch.Tensor,
+                    labels: torch.Tensor, cfg: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    Return (fused logits, loss): the fused cross-entropy plus auxiliary per-branch ones.
+
+    ``loss = CE(fused) + aux_loss_weight * (CE(rgb branch) + CE(skeleton branch))``: each
+    branch must classify on its own too, so neither leans on the other.
+    """
+    batch, steps = clips.shape[:2]
+    feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (batch, steps))
+    out = model.forward_branches(feats, joints)
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.float(), labels,
+                                           label_smoothing=cfg.label_smoothing)
+    loss = ce(out.logits) + cfg.aux_loss_weight * (ce(out.rgb_logits) + ce(out.joint_logits))
+    return out.logits, loss
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -292,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
     kind = getattr(model, 'input_kind', 'rgb')
-    if kind == 'rgb' and getattr(model, 'input_size', 0) not in (0, preprocess.output_size):
+    if kind != 'joints' and getattr(model, 'input_size', 0) not in (0, preprocess.output_size):
         raise ConfigError(f'{cfg.model} takes {model.input_size}px input but preprocess '
                           f'gives {preprocess.output_size}px')
 
@@ -326,10 +346,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if ddp.enabled:
         model = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
 
-    dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed)
-    # CPU: the batched augmentation runs in the loader workers, overlapping the step;
-    # GPU: on the device, in the main process.
-    augment_in_loader = kind == 'rgb' and not cuda and cfg.num_workers > 0
+    try:
+        joint_augment = JointAugmentConfig.from_dict(cfg.joint_augment)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.aux_loss_weight > 0 and (kind != 'rgb+joints' or ddp.enabled):
+        raise ConfigError('aux_loss_weight needs a two-stream model and one process '
+                          f'(model {cfg.model} takes {kind}, world size {ddp.world_size})')
+    dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed,
+                          joint_augment=joint_augment)
+    # CPU: the batched image augmentation runs in the loader workers, overlapping the
+    # step; GPU: on the device, in the main process.
+    images = kind != 'joints'
+    augment_in_loader = images and not cuda and cfg.num_workers > 0
     collate = ClipCollate(preprocess, cfg.seed, augment=augment_in_loader)
     sampler = DistributedSampler(dataset, num_replicas=ddp.world_size, rank=ddp.rank,
                                  shuffle=True, seed=cfg.seed)
@@ -377,14 +406,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(cfg, step, total_steps, steps_per_epoch)
-            clips = clips.to(device, non_blocking=True)
+            # inputs: (clips,), (joints,) or (clips, joints) for a two-stream model.
+            inputs = [x.to(device, non_blocking=True)
+                      for x in (clips if isinstance(clips, (tuple, list)) else (clips,))]
             labels = labels.to(device, non_blocking=True)
-            if kind == 'rgb' and not augment_in_loader:
-                clips = augment_batch(clips, trials.tolist(), preprocess, cfg.seed, epoch)
+            if images and not augment_in_loader:
+                inputs[0] = augment_batch(inputs[0], trials.tolist(), preprocess, cfg.seed,
+                                          epoch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                logits = model(clips)
-                loss = nn.functional.cross_entropy(logits.float(), labels,
-                                                   label_smoothing=cfg.label_smoothing)
+                if cfg.aux_loss_weight > 0:
+                    logits, loss = two_stream_loss(raw_model, *inputs, labels, cfg)
+                else:
+                    logits = model(*inputs)
+                    loss = nn.functional.cross_entropy(logits.float(), labels,
+                                                       label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
