@@ -1,5 +1,6 @@
 """rosbag2 recordings: written and read back, frames, joints, stamps and labels agree."""
 
+from dataclasses import replace
 import json
 
 import cv2
@@ -11,13 +12,15 @@ from pitch_predictor.sim.generator import generate_trials, plan_dataset, small_c
 import pytest
 
 GAP = 3
+WALK = 24
 
 
 @pytest.fixture(scope='module')
 def trials():
     """Render two small generated trials at 160x90, which keeps the test fast."""
     cfg = small_config(seed=9)
-    specs = plan_dataset(cfg)[:2]
+    # One session (camera, room), as in a continuous recording.
+    specs = [replace(s, session=0) for s in plan_dataset(cfg)[:2]]
     return list(generate_trials(cfg, specs, workers=1, width=160, height=90, progress=False))
 
 
@@ -34,7 +37,8 @@ def stamp_of(msg) -> int:
 
 def test_raw_recording_round_trip(tmp_path, trials):
     path = tmp_path / 'stream.mcap'
-    records = write_recording(path, trials, gap_frames=GAP, start_time_ns=10 ** 18)
+    records = write_recording(path, trials, gap_frames=GAP, start_time_ns=10 ** 18,
+                              walk_back_frames=0)
     assert path.is_file()
     topics = read_all(path)
     images, skeletons = topics[RGB_TOPIC], topics[SKELETON_TOPIC]
@@ -66,7 +70,7 @@ def test_raw_recording_round_trip(tmp_path, trials):
 
 def test_ground_truth_round_trip(tmp_path, trials):
     path = tmp_path / 'stream.mcap'
-    written = write_recording(path, trials, gap_frames=GAP)
+    written = write_recording(path, trials, gap_frames=GAP, walk_back_frames=WALK)
     truth = read_ground_truth(path)
     assert [(t.trial_id, t.block, t.participant) for t in truth] == \
         [(tr.trial_id, tr.block, tr.participant) for tr in trials]
@@ -84,7 +88,7 @@ def test_ground_truth_round_trip(tmp_path, trials):
 
 def test_compressed_recording_carries_the_generator_jpegs(tmp_path, trials):
     path = tmp_path / 'bagdir'
-    write_recording(path, trials, compressed=True, gap_frames=0)
+    write_recording(path, trials, compressed=True, gap_frames=0, walk_back_frames=0)
     assert (path / 'metadata.yaml').exists()  # a rosbag2 folder when not *.mcap
     msgs = [m for _, _, m in read_recording(path, [COMPRESSED_TOPIC])]
     assert len(msgs) == 180 and msgs[0].format == 'jpeg'
@@ -101,3 +105,31 @@ def test_existing_and_missing_paths(tmp_path, trials):
         write_recording(path, trials[:1])
     with pytest.raises(BagError, match='does not exist'):
         list(read_recording(tmp_path / 'nothing.mcap'))
+
+
+def test_walk_back_between_pitches_is_rendered_and_continuous(tmp_path, trials):
+    path = tmp_path / 'walk.mcap'
+    records = write_recording(path, trials, gap_frames=GAP, walk_back_frames=WALK)
+    topics = read_all(path)
+    images, skeletons = topics[RGB_TOPIC], topics[SKELETON_TOPIC]
+    # Per trial: gap, the 90 frames, then the walk back to the rest spot.
+    assert len(images) == len(skeletons) == 2 * (GAP + 90 + WALK)
+    stamps = [s for s, _ in images]
+    assert records[1].first_stamp_ns == stamps[2 * GAP + 90 + WALK]
+    walk = trials[0].walk_back(trials[1], WALK)
+    after = 90 + GAP
+    for k in range(WALK):
+        msg = images[after + k][1]
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(walk.jpegs[k], np.uint8),
+                                            cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(
+            np.asarray(msg.data, np.uint8).reshape(90, 160, 3)[..., ::-1], decoded)
+    joints = np.array([[[p.position.x, p.position.y, p.position.z] for p in m.poses]
+                       for _, m in skeletons])
+    # No jump from the trial's last frame through the walk and the gap to the next trial
+    # (a 24-frame walk, brisker than the default 40: under 0.2 m per frame and joint).
+    between = joints[after - 1:after + WALK + GAP + 1]
+    assert np.linalg.norm(np.diff(between, axis=0), axis=-1).max() < 0.2
+    # The walk leaves the finish stance and ends at the next pitch's rest pose.
+    assert np.linalg.norm(joints[after - 1] - joints[after + WALK - 1], axis=-1).mean() > 0.2
+    np.testing.assert_allclose(joints[after + WALK - 1], trials[1].joints[0], atol=0.05)

@@ -18,7 +18,13 @@ Written and read with ``rosbags`` (pure Python, no ROS install needed). Topics:
 Stamps: frame ``k`` of the stream is stamped ``start_time_ns + k * 1e9 / 30`` plus a
 small clock jitter (default up to +-1 ms, seeded), strictly increasing; each message is
 logged at its header stamp. Before each trial the pitcher stands still for
-``gap_frames`` frames (the trial's own pre-motion frames and joints, cycled).
+``gap_frames`` frames (the trial's own pre-motion frames and joints, cycled). After a
+generated trial, whose pitcher ends in his finish stance where the stride took him (as
+in [13]'s recordings), he walks back to his rest spot: ``walk_back_frames`` frames
+rendered by the simulator with the trial's camera and room
+(:func:`pitch_predictor.sim.generator.render_walk_back`), ending in the next pitch's
+rest pose, so the stream never jumps between pitches of one pitcher. The walk-back and
+the gap are outside every trial's ``[first_stamp_ns, last_stamp_ns]``.
 
 ``path`` ending in ``.mcap`` gives a single mcap file (rosbags and ``ros2 bag`` read it);
 any other path gives a rosbag2 folder (``metadata.yaml`` + mcap).
@@ -40,6 +46,7 @@ SKELETON_TOPIC = '/body_tracking/skeleton'
 TRUTH_TOPIC = '/pitch/ground_truth'
 FRAME_ID = 'kinect2_rgb_optical_frame'
 FRAME_PERIOD_NS = 1_000_000_000 / 30.0
+GAP_FRAMES = 20  # still frames at the rest spot before each trial (after the walk-back)
 
 PathLike = Union[str, Path]
 
@@ -117,19 +124,28 @@ def _encode_jpeg(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optional[str] = None,
                     skeleton_topic: str = SKELETON_TOPIC, truth_topic: str = TRUTH_TOPIC,
-                    compressed: bool = False, gap_frames: int = 15,
+                    compressed: bool = False, gap_frames: int = GAP_FRAMES,
                     start_time_ns: int = 1_767_225_600_000_000_000,
                     stamp_jitter_ns: int = 1_000_000, seed: int = 0,
-                    overwrite: bool = False) -> List[TruthRecord]:
+                    overwrite: bool = False,
+                    walk_back_frames: Optional[int] = None) -> List[TruthRecord]:
     """
     Write ``trials`` back to back as one 30 Hz recording; return their ground truth.
 
     ``trials``: objects with ``trial_id, block, participant, joints (T, 25, 3),
     true_start`` and ``frames()`` (RGB) and/or ``jpegs`` (e.g. ``GeneratedTrial``), or
     dicts with those keys (``frames`` an array). ``rgb_topic`` defaults to the raw or
-    compressed Kinect topic. Each trial is preceded by ``gap_frames`` still frames.
+    compressed Kinect topic. Each trial is preceded by ``gap_frames`` still frames; a
+    trial with a ``walk_back(next_trial, frames)`` method (``GeneratedTrial``) is followed
+    by that many rendered walk-back frames (``walk_back_frames``, default the
+    simulator's ``WALK_BACK_FRAMES``; 0 for none).
     """
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import StoragePlugin
@@ -150,6 +166,10 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
     bag_dir = (tmp_dir / path.stem) if single_file else path
     records: List[TruthRecord] = []
     frame_count = 0
+    if walk_back_frames is None:
+        from pitch_predictor.sim.generator import WALK_BACK_FRAMES
+        walk_back_frames = WALK_BACK_FRAMES
+    walk_frames = int(walk_back_frames)
 
     def next_stamp() -> int:
         nonlocal frame_count
@@ -177,7 +197,7 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
                 writer.write(skel_conn, stamp, ts.serialize_cdr(
                     _pose_array_msg(ts, stamp, joints), 'geometry_msgs/msg/PoseArray'))
 
-            for trial in trials:
+            def write_trial(trial: Any, next_trial: Any) -> None:
                 images, joints, info = _trial_payload(trial, compressed)
                 # The gap replays the trial's own rest frames (fresh sensor noise each): an
                 # exactly repeated frame would give a constant dx, which counts as
@@ -200,6 +220,20 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
                 for k, stamp in enumerate(stamps):
                     put(stamp, images[k], joints[k])
                 records.append(rec)
+                walk = getattr(trial, 'walk_back', None)
+                if callable(walk) and walk_frames > 0:
+                    back = walk(next_trial, walk_frames)
+                    for k in range(len(back.jpegs)):
+                        image = back.jpegs[k] if compressed else _decode_jpeg(back.jpegs[k])
+                        put(next_stamp(), image, np.asarray(back.joints[k], np.float64))
+
+            previous = None
+            for trial in trials:
+                if previous is not None:
+                    write_trial(previous, trial)
+                previous = trial
+            if previous is not None:
+                write_trial(previous, None)
         if single_file:
             produced = sorted(bag_dir.glob('*.mcap'))
             if len(produced) != 1:

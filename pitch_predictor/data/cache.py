@@ -5,7 +5,9 @@ Folder contents (``np.load(..., mmap_mode='r')``)::
 
     frames.npy        (N, 90, S, S, 3) uint8   crops from preprocessing.crop_frames
     joints.npy        (N, 90, 25, 3) float32   Kinect camera space, metres
-    labels.npy        (N,) int64               class index = block - 1
+    labels.npy        (N,) int64               class index = block hit - 1
+    intended.npy      (N,) int64               block aimed at, 1..9 (== labels + 1 for a
+                                               dataset of hits; differs in a miss cache)
     participants.npy  (N,) int64               index into participant_names
     trial_index.npy   (N,) int64               rank within (participant, block)
     true_start.npy    (N,) int64               synthetic motion onset, -1 for real data
@@ -18,6 +20,10 @@ Folder contents (``np.load(..., mmap_mode='r')``)::
 When it finds none, the fallback is the first frame after the reference whose joint
 distance reaches ``delta_joints`` (else ``min_start_index``) and ``start_found`` is
 False.
+
+A cache built from a miss set (``pitch-sim cache --source data/synthetic/layout_miss``)
+has the same arrays: ``labels`` are the actual blocks - 1, ``intended`` the blocks aimed
+at, so a model can be scored against both.
 """
 
 from dataclasses import asdict
@@ -36,9 +42,9 @@ from pitch_predictor.kinect import FRAMES_PER_TRIAL, NUM_JOINTS
 from pitch_predictor.start_detector import (
     detect_start, distances, image_signature, StartDetectorConfig, StartNotFound)
 
-FORMAT_VERSION = 1
-_ARRAYS = ('frames', 'joints', 'labels', 'participants', 'trial_index', 'true_start', 'start',
-           'start_found')
+FORMAT_VERSION = 2  # 2: intended.npy (the block aimed at)
+_ARRAYS = ('frames', 'joints', 'labels', 'intended', 'participants', 'trial_index',
+           'true_start', 'start', 'start_found')
 
 
 class CacheError(RuntimeError):
@@ -73,7 +79,8 @@ class TrialCache:
             raise CacheError(f'{meta_path}: unreadable ({err})') from err
         if self.meta.get('format_version') != FORMAT_VERSION:
             raise CacheError(f'{meta_path}: format_version {self.meta.get("format_version")}, '
-                             f'this code reads {FORMAT_VERSION}')
+                             f'this code reads {FORMAT_VERSION} (version 2 added '
+                             f'intended.npy): rebuild the cache with `pitch-sim cache`')
         for name in _ARRAYS:
             path = self.folder / f'{name}.npy'
             try:
@@ -96,8 +103,13 @@ class TrialCache:
 
     @property
     def blocks(self) -> np.ndarray:
-        """Return the blocks 1..9 (labels + 1)."""
+        """Return the blocks hit 1..9 (labels + 1)."""
         return np.asarray(self.labels) + 1
+
+    @property
+    def is_miss_set(self) -> bool:
+        """Return True when some trial hit another block than the one aimed at."""
+        return bool(np.any(np.asarray(self.intended) != self.blocks))
 
     def participant_of(self, i: int) -> str:
         """Return the participant name of trial ``i``."""
@@ -169,9 +181,12 @@ def _pool_map(func, jobs: Sequence, workers: int) -> Iterable:
 
 def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], preprocess,
                 *, detector: Optional[StartDetectorConfig] = None, workers: int = 2,
-                progress: bool = True) -> TrialCache:
+                progress: bool = True, misses: bool = False) -> TrialCache:
     """
     Build a cache in ``out_dir`` from a layout folder or a ``SimConfig`` (generate).
+
+    A layout folder may be a dataset or a miss set (see ``data/layout.py``); with a
+    ``SimConfig``, ``misses=True`` renders its miss set instead of its hits.
 
     ``preprocess``: a ``PreprocessConfig``; frames go through its ``crop_frames``.
     Writes into a temporary folder and renames it at the end, so a half-built cache is
@@ -188,8 +203,8 @@ def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], pre
     if isinstance(source, (str, Path)):
         records = scan_dataset(source)
         names = sorted({r.participant for r in records})
-        rows = [(r.trial_id, r.block, names.index(r.participant), r.trial_index, r.true_start)
-                for r in records]
+        rows = [(r.trial_id, r.block, names.index(r.participant), r.trial_index, r.true_start,
+                 r.intended_block) for r in records]
         jobs: Sequence = [(r, preprocess) for r in records]
         func = _crop_record
         source_desc = {'kind': 'layout', 'path': str(Path(source).resolve()),
@@ -197,11 +212,11 @@ def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], pre
     else:
         from pitch_predictor.sim.generator import plan_dataset
         # The same row order as a layout of this set gives (participant name, block, trial).
-        specs = sorted(plan_dataset(source),
-                       key=lambda s: (s.person.name, s.block, s.trial_index))
+        planned = plan_dataset(source, include_misses=True)[1 if misses else 0]
+        specs = sorted(planned, key=lambda s: (s.person.name, s.block, s.trial_index))
         names = sorted({s.person.name for s in specs})
-        rows = [(s.trial_id, s.block, names.index(s.person.name), s.trial_index, None)
-                for s in specs]
+        rows = [(s.trial_id, s.block, names.index(s.person.name), s.trial_index, None,
+                 s.intended_block) for s in specs]
         jobs = [(s, source, preprocess) for s in specs]
         func = _crop_generated
         source_desc = {'kind': 'generator', 'pitchsim': _config_dict(source)}
@@ -227,6 +242,7 @@ def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], pre
     del frames
     np.save(tmp / 'joints.npy', joints)
     np.save(tmp / 'labels.npy', np.array([r[1] - 1 for r in rows], np.int64))
+    np.save(tmp / 'intended.npy', np.array([r[5] for r in rows], np.int64))
     np.save(tmp / 'participants.npy', np.array([r[2] for r in rows], np.int64))
     np.save(tmp / 'trial_index.npy', np.array([r[3] for r in rows], np.int64))
     np.save(tmp / 'true_start.npy', true_start)

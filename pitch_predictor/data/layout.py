@@ -1,20 +1,28 @@
 """
 The real dataset's folder layout ([13], linZHank/Intention_Prediction): write and read.
 
-Layout (the optional ``train``/``test`` level and a pitcher level under ``intentNN``
-are accepted when reading, as the public code of [13] uses both)::
+Layout of a dataset (the hits: intended = actual block; the optional ``train``/``test``
+level and a pitcher level under ``intentNN`` are accepted when reading, as the public
+code of [13] uses both)::
 
     <root>/color/intentNN/<trial>/0000.jpg ... 0089.jpg   (or .png; RGB frames)
     <root>/joint/intentNN/<trial>/joints.npy              ((T, 25, 3) float, metres)
     <root>/pitchsim.json                                  (synthetic sets only)
 
-``intentNN`` is the block hit (01..09). Trial folders are named like
-``intent04_ZL_201801302254_trial06`` (block, pitcher initials, session timestamp,
-trial number); the pitcher is read from the name (or a pitcher folder level). Joint
-files may also be ``(25, 3, T)`` arrays (the MATLAB order of [13]) in ``.npy`` or, when
-scipy is installed, ``.mat`` files holding ``joint_positions_3d``. ``pitchsim.json``
-carries the synthetic ground truth (true motion start, intended block, release
-state) keyed by trial id; real data simply has none.
+Layout of a miss set, as [13]'s recorder (``data_acquire/record_pitch_data.m``) saves
+every throw: intended block, pitcher, trial, then the block actually hit::
+
+    <root>/color/intentNN/<pitcher>/<trial>/actualMM/0000.jpg ...
+    <root>/joint/intentNN/<pitcher>/<trial>/actualMM/joints.npy
+
+``intentNN`` is the block aimed at (01..09), ``actualMM`` the block hit; without an
+``actualMM`` level the block hit is the intended one. Trial folders are named like
+``intent04_ZL_201801302254_trial06`` (intended block, pitcher initials, session
+timestamp, trial number); the pitcher is read from the name (or a pitcher folder
+level). Joint files may also be ``(25, 3, T)`` arrays (the MATLAB order of [13]) in
+``.npy`` or, when scipy is installed, ``.mat`` files holding ``joint_positions_3d``.
+``pitchsim.json`` carries the synthetic ground truth (true motion start, intended
+block, release state) keyed by trial id; real data simply has none.
 """
 
 from dataclasses import dataclass, field
@@ -32,6 +40,7 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 META_FILE = 'pitchsim.json'
 _TRIAL_NAME = re.compile(r'^intent(\d{2})_([A-Za-z0-9]+)_(\d+)_trial(\d+)$')
 _INTENT_DIR = re.compile(r'^intent(\d{2})$')
+_ACTUAL_DIR = re.compile(r'^actual(\d{2})$')
 
 PathLike = Union[str, Path]
 
@@ -45,7 +54,7 @@ class TrialRecord:
     """One trial of a dataset on disk."""
 
     trial_id: str
-    block: int  # 1..9, the block hit
+    block: int  # 1..9, the block hit (the label)
     participant: str
     trial_index: int  # 0-based rank among this participant's trials of this block
     frame_paths: Tuple[Path, ...]
@@ -53,6 +62,12 @@ class TrialRecord:
     split: str = ''  # 'train'/'test' when the layout has that level
     true_start: int = -1  # synthetic only: 0-based motion onset frame
     extra: Dict[str, object] = field(default_factory=dict)
+    intended_block: int = 0  # 1..9, the block aimed at (== block in a dataset of hits)
+
+    def __post_init__(self) -> None:
+        """Default the intended block to the block hit."""
+        if not self.intended_block:
+            self.intended_block = self.block
 
 
 def trial_folder_name(block: int, participant: str, stamp: str, trial_number: int) -> str:
@@ -60,21 +75,46 @@ def trial_folder_name(block: int, participant: str, stamp: str, trial_number: in
     return f'intent{int(block):02d}_{participant}_{stamp}_trial{int(trial_number):02d}'
 
 
+def trial_subpath(trial_id: str, block: int, intended_block: Optional[int] = None,
+                  participant: Optional[str] = None) -> Path:
+    """
+    Return a trial's folder below ``color/`` (and ``joint/``).
+
+    Without ``intended_block``: ``intentBB/<trial>`` (a dataset of hits). With it (a miss
+    set, [13]'s recorder layout): ``intentII/<pitcher>/<trial>/actualBB``; the pitcher
+    defaults to the one in the trial name.
+    """
+    if intended_block is None:
+        return Path(f'intent{int(block):02d}') / trial_id
+    if participant is None:
+        match = _TRIAL_NAME.match(trial_id)
+        if not match:
+            raise ValueError(f'{trial_id}: give the participant (not in the trial name)')
+        participant = match.group(2)
+    return (Path(f'intent{int(intended_block):02d}') / participant / trial_id
+            / f'actual{int(block):02d}')
+
+
 def write_trial(root: PathLike, trial_id: str, block: int, joints: np.ndarray, *,
                 jpegs: Optional[Sequence[bytes]] = None,
-                frames: Optional[np.ndarray] = None, image_format: str = 'jpg') -> Path:
+                frames: Optional[np.ndarray] = None, image_format: str = 'jpg',
+                intended_block: Optional[int] = None,
+                participant: Optional[str] = None) -> Path:
     """
     Write one trial into the layout; return its colour folder.
 
     Give ``jpegs`` (encoded frames, written as they are when ``image_format='jpg'``) or
     ``frames`` (RGB uint8 (T, H, W, 3)); ``image_format`` is ``'jpg'`` or ``'png'``.
+    ``block`` is the block hit; give ``intended_block`` (and ``participant`` unless the
+    trial name has it) for a miss set, written in the recorder's layout with an
+    ``actualMM`` level (see the module doc).
     """
     if image_format not in ('jpg', 'png'):
         raise ValueError(f'image_format must be jpg or png, got {image_format!r}')
     root = Path(root)
-    intent = f'intent{int(block):02d}'
-    color_dir = root / 'color' / intent / trial_id
-    joint_dir = root / 'joint' / intent / trial_id
+    sub = trial_subpath(trial_id, block, intended_block, participant)
+    color_dir = root / 'color' / sub
+    joint_dir = root / 'joint' / sub
     color_dir.mkdir(parents=True, exist_ok=True)
     joint_dir.mkdir(parents=True, exist_ok=True)
     if frames is None and jpegs is None:
@@ -125,16 +165,15 @@ def _frame_files(folder: Path) -> List[Path]:
     return sorted(files, key=key)
 
 
-def _find_joints(joint_base: Path, trial: str) -> Optional[Path]:
-    folder = joint_base / trial
-    if folder.is_dir():
+def _find_joints(joint_dir: Path) -> Optional[Path]:
+    if joint_dir.is_dir():
         for pattern in ('joints.npy', '*.npy', '*.mat'):
-            found = sorted(folder.glob(pattern))
+            found = sorted(joint_dir.glob(pattern))
             if found:
                 return found[0]
     for suffix in ('.npy', '.mat'):
-        if (joint_base / (trial + suffix)).exists():
-            return joint_base / (trial + suffix)
+        if (joint_dir.parent / (joint_dir.name + suffix)).exists():
+            return joint_dir.parent / (joint_dir.name + suffix)
     return None
 
 
@@ -142,8 +181,11 @@ def scan_dataset(root: PathLike) -> List[TrialRecord]:
     """
     List every trial under ``root`` (real or synthetic), sorted by participant, block, trial.
 
-    ``trial_index`` is the rank within (participant, block) by the trial number in the
-    name, then the session timestamp (for generated sets: the generator's trial index).
+    Reads both layouts of the module doc: a dataset (``block`` = ``intended_block``) and
+    a miss set with ``actualMM`` folders (``block`` = actual block hit,
+    ``intended_block`` from ``intentNN``). ``trial_index`` is the rank within
+    (participant, block) by the trial number in the name, then the session timestamp
+    (for generated sets: the generator's trial index).
 
     Raises :class:`DatasetError` when ``root`` has no ``color/intentNN`` folders or a
     trial has no joint file.
@@ -165,18 +207,22 @@ def scan_dataset(root: PathLike) -> List[TrialRecord]:
             match = _INTENT_DIR.match(intent_dir.name)
             if not match or not intent_dir.is_dir():
                 continue
-            block = int(match.group(1))
-            if not 1 <= block <= NUM_BLOCKS:
-                raise DatasetError(f'{intent_dir}: block {block} is outside 1..{NUM_BLOCKS}')
-            for trial_dir, pitcher in _trial_dirs(intent_dir):
-                records.append(_record(trial_dir, pitcher, block, split,
-                                       joint_root / trial_dir.relative_to(color_root).parent,
+            intended = _block_of(intent_dir, int(match.group(1)))
+            for frames_dir, trial_dir, pitcher, actual in _trial_dirs(intent_dir):
+                records.append(_record(frames_dir, trial_dir, pitcher, intended, actual, split,
+                                       joint_root / frames_dir.relative_to(color_root),
                                        meta_trials))
     ranks: Dict[Tuple[str, int], int] = {}
     for rec in sorted(records, key=_trial_order):
         rec.trial_index = ranks.get((rec.participant, rec.block), 0)
         ranks[(rec.participant, rec.block)] = rec.trial_index + 1
     return sorted(records, key=lambda r: (r.participant, r.block, r.trial_index))
+
+
+def _block_of(folder: Path, block: int) -> int:
+    if not 1 <= block <= NUM_BLOCKS:
+        raise DatasetError(f'{folder}: block {block} is outside 1..{NUM_BLOCKS}')
+    return block
 
 
 def _trial_order(rec: TrialRecord) -> Tuple[str, int, int, str, str]:
@@ -187,32 +233,56 @@ def _trial_order(rec: TrialRecord) -> Tuple[str, int, int, str, str]:
     return rec.participant, rec.block, number, stamp, rec.trial_id
 
 
-def _trial_dirs(intent_dir: Path) -> Iterable[Tuple[Path, str]]:
-    for child in sorted(p for p in intent_dir.iterdir() if p.is_dir()):
-        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in child.iterdir()):
-            yield child, ''
-        else:  # a pitcher level: intentNN/<pitcher>/<trial>/
-            for trial in sorted(p for p in child.iterdir() if p.is_dir()):
-                yield trial, child.name
+def _has_frames(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
 
 
-def _record(trial_dir: Path, pitcher: str, block: int, split: str, joint_base: Path,
+def _subdirs(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def _trial_dirs(intent_dir: Path) -> Iterable[Tuple[Path, Path, str, Optional[int]]]:
+    """Yield (frames folder, trial folder, pitcher level or '', actual block or None)."""
+    def in_trial(trial: Path, pitcher: str) -> Iterable[Tuple[Path, Path, str, Optional[int]]]:
+        if _has_frames(trial):
+            yield trial, trial, pitcher, None
+            return
+        for sub in _subdirs(trial):
+            match = _ACTUAL_DIR.match(sub.name)
+            if match and _has_frames(sub):
+                yield sub, trial, pitcher, _block_of(sub, int(match.group(1)))
+
+    for child in _subdirs(intent_dir):
+        if _has_frames(child) or any(_ACTUAL_DIR.match(p.name) for p in _subdirs(child)):
+            yield from in_trial(child, '')
+        else:  # a pitcher level: intentNN/<pitcher>/<trial>/[actualMM/]
+            for trial in _subdirs(child):
+                yield from in_trial(trial, child.name)
+
+
+def _record(frames_dir: Path, trial_dir: Path, pitcher: str, intended: int,
+            actual: Optional[int], split: str, joint_dir: Path,
             meta_trials: Dict[str, Dict[str, object]]) -> TrialRecord:
     name = trial_dir.name
     match = _TRIAL_NAME.match(name)
     participant = match.group(2) if match else (pitcher or 'unknown')
-    if match and int(match.group(1)) != block:
+    if match and int(match.group(1)) != intended:
         raise DatasetError(f'{trial_dir}: trial name says block {int(match.group(1))} but the '
-                           f'folder is intent{block:02d}')
-    frames = tuple(_frame_files(trial_dir))
-    joints = _find_joints(joint_base, name)
+                           f'folder is intent{intended:02d}')
+    trial_id = name
+    if actual is not None and not match:
+        # The recorder's own names (trial_<stamp>) repeat across targets and pitchers.
+        trial_id = f'intent{intended:02d}_{participant}_{name}_actual{actual:02d}'
+    frames = tuple(_frame_files(frames_dir))
+    joints = _find_joints(joint_dir)
     if joints is None:
-        raise DatasetError(f'{trial_dir}: no joint file (expected {joint_base / name}/'
-                           f'joints.npy)')
-    extra = dict(meta_trials.get(name, {}))
-    return TrialRecord(trial_id=name, block=block, participant=participant, trial_index=0,
-                       frame_paths=frames, joints_path=joints, split=split,
-                       true_start=int(extra.get('true_start', -1)), extra=extra)
+        raise DatasetError(f'{frames_dir}: no joint file (expected {joint_dir}/joints.npy)')
+    extra = dict(meta_trials.get(trial_id, {}))
+    return TrialRecord(trial_id=trial_id, block=intended if actual is None else actual,
+                       participant=participant, trial_index=0, frame_paths=frames,
+                       joints_path=joints, split=split,
+                       true_start=int(extra.get('true_start', -1)), extra=extra,
+                       intended_block=intended)
 
 
 def _check_numbering(rec: TrialRecord, expected: Optional[int]) -> None:

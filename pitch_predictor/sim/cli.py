@@ -4,10 +4,17 @@
 Defaults put everything under ``data/synthetic/`` (relative to the current folder; run
 from the repository root, where ``/data/`` is git-ignored)::
 
-    pitch-sim layout                      # -> data/synthetic/layout (6 x 9 x 10 trials)
+    pitch-sim layout                      # -> data/synthetic/layout (6 x 9 x 10 hits)
+                                          #    and data/synthetic/layout_miss (the misses)
     pitch-sim cache --preprocess fast     # -> data/synthetic/cache_fast (120 px crops)
     pitch-sim cache --preprocess paper    # -> data/synthetic/cache_paper (240 px crops)
+    pitch-sim cache --source data/synthetic/layout_miss --out data/synthetic/cache_fast_miss
     pitch-sim bag --out data/synthetic/bags/stream.mcap --trials-per-block 2 --seed 123
+    pitch-sim bag --miss --out data/synthetic/bags/miss.mcap   # the misses of that plan
+
+The protocol is [13]'s (docs/data.md): only throws that hit the intended block are
+dataset trials; throws into another block form the miss set, in the recorder's layout
+(``intentNN/<pitcher>/<trial>/actualMM``).
 """
 
 import argparse
@@ -44,34 +51,54 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
 
 
+def _fresh_folder(out: Path, force: bool) -> bool:
+    if out.exists() and any(out.iterdir()) and not force:
+        print(f'error: {out} exists and is not empty (use --force to overwrite)',
+              file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_layout(args: argparse.Namespace) -> int:
-    """Generate the dataset into the real layout."""
+    """Generate the dataset (hits) and its miss set into the real layout."""
+    import shutil
+
     from pitch_predictor.data.cache import _config_dict
     from pitch_predictor.data.layout import write_meta, write_trial
     from pitch_predictor.sim.generator import generate_trials, plan_dataset
 
     cfg = _sim_config(args)
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        print(f'error: {out} exists and is not empty (use --force to overwrite)',
-              file=sys.stderr)
+    miss_out = None if args.no_miss else Path(args.miss_out or f'{out}_miss')
+    folders = [out] + ([miss_out] if miss_out else [])
+    if not all(_fresh_folder(f, args.force) for f in folders):
         return 2
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    for folder in folders:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
     t0 = time.time()
-    specs = plan_dataset(cfg)
-    trials_meta = {}
-    for trial in generate_trials(cfg, specs, workers=args.workers, desc='pitch-sim layout'):
-        write_trial(out, trial.trial_id, trial.block, trial.joints, jpegs=trial.jpegs,
-                    image_format=args.format)
-        trials_meta[trial.trial_id] = trial.meta()
-    write_meta(out, {'generator': 'pitchsim', 'config': _config_dict(cfg),
-                     'trials': trials_meta})
+    hits, misses = plan_dataset(cfg, include_misses=True)
+    if miss_out is None:
+        misses = []
+    meta: dict = {out: {}, miss_out: {}}
+    specs = list(hits) + list(misses)
+    for k, trial in enumerate(generate_trials(cfg, specs, workers=args.workers,
+                                              desc='pitch-sim layout')):
+        is_miss = k >= len(hits)
+        write_trial(miss_out if is_miss else out, trial.trial_id, trial.block, trial.joints,
+                    jpegs=trial.jpegs, image_format=args.format,
+                    intended_block=trial.spec.intended_block if is_miss else None,
+                    participant=trial.participant)
+        meta[miss_out if is_miss else out][trial.trial_id] = trial.meta()
+    for folder in folders:
+        write_meta(folder, {'generator': 'pitchsim', 'config': _config_dict(cfg),
+                            'miss_set': folder == miss_out, 'trials': meta[folder]})
     elapsed = time.time() - t0
-    print(f'wrote {len(specs)} trials to {out} in {elapsed:.1f} s, '
-          f'{_dir_size(out) / 1e6:.0f} MB')
+    size = sum(_dir_size(f) for f in folders)
+    print(f'wrote {len(hits)} trials to {out}'
+          + (f' and {len(misses)} misses to {miss_out}' if miss_out else '')
+          + f' in {elapsed:.1f} s, {size / 1e6:.0f} MB')
     return 0
 
 
@@ -84,10 +111,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
     out = Path(args.out or DEFAULT_ROOT / f'cache_{args.preprocess}')
     source = _sim_config(args) if args.generate else Path(args.source)
     t0 = time.time()
-    cache = build_cache(source, out, preprocess, workers=args.workers)
+    cache = build_cache(source, out, preprocess, workers=args.workers, misses=args.miss)
     found = cache.start_found.mean() if len(cache) else 0.0
     summary = {'trials': len(cache), 'folder': str(out), 'seconds': round(time.time() - t0, 1),
-               'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found)}
+               'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found),
+               'misses': int((cache.blocks != cache.intended).sum())}
     if (cache.true_start >= 0).any():
         import numpy as np
         err = np.abs(np.asarray(cache.start) - np.asarray(cache.true_start))
@@ -104,8 +132,10 @@ def cmd_bag(args: argparse.Namespace) -> int:
     cfg = SimConfig(participants=args.participants, trials_per_block=args.trials,
                     seed=args.seed)
     # One continuous recording: one session (room, light, camera) per participant, the
-    # participants one after the other, each one's trials in a shuffled order.
-    specs = [replace(s, session=0) for s in plan_dataset(cfg)]
+    # participants one after the other, each one's trials in a shuffled order. --miss:
+    # the throws of that plan that went into another block than the one aimed at.
+    planned = plan_dataset(cfg, include_misses=True)[1 if args.miss else 0]
+    specs = [replace(s, session=0) for s in planned]
     if args.shuffle:
         import numpy as np
         rng = np.random.default_rng(args.seed)
@@ -120,7 +150,8 @@ def cmd_bag(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     records = write_recording(out, trials, compressed=args.compressed,
                               gap_frames=args.gap_frames, start_time_ns=args.start_time_ns,
-                              seed=args.seed, overwrite=True)
+                              seed=args.seed, overwrite=True,
+                              walk_back_frames=args.walk_back_frames)
     size = _dir_size(out) if out.is_dir() else out.stat().st_size
     print(f'wrote {len(records)} trials to {out} ({size / 1e6:.0f} MB)')
     return 0
@@ -137,9 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(layout)
     layout.add_argument('--format', choices=('jpg', 'png'), default='jpg',
                         help='frame files (jpg: the generator JPEG bytes as they are)')
-    layout.add_argument('--width', type=int, default=None, help='frame width (default 426)')
-    layout.add_argument('--height', type=int, default=None, help='frame height (default 240)')
-    layout.add_argument('--force', action='store_true', help='overwrite --out')
+    layout.add_argument('--width', type=int, default=None,
+                        help="frame width (default 640, the recorder's; 1920 native)")
+    layout.add_argument('--height', type=int, default=None,
+                        help="frame height (default 360, the recorder's; 1080 native)")
+    layout.add_argument('--miss-out', default=None,
+                        help='miss set folder (default: <out>_miss)')
+    layout.add_argument('--no-miss', action='store_true', help='do not write the miss set')
+    layout.add_argument('--force', action='store_true', help='overwrite --out (and the miss set)')
     layout.set_defaults(func=cmd_layout)
 
     cache = sub.add_parser('cache', help='build the memory-mapped training cache')
@@ -150,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument('--preprocess', choices=('fast', 'paper'), default='fast')
     cache.add_argument('--generate', action='store_true',
                        help='render the trials straight from the generator')
+    cache.add_argument('--miss', action='store_true',
+                       help='with --generate: the miss set instead of the hits')
     _add_sim_args(cache)
     cache.set_defaults(func=cmd_cache)
 
@@ -161,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help='images as sensor_msgs/CompressedImage (jpeg) instead of raw bgr8')
     bag.add_argument('--width', type=int, default=960)
     bag.add_argument('--height', type=int, default=540)
-    bag.add_argument('--gap-frames', type=int, default=15,
-                     help='still frames between trials (the pitcher stands at rest)')
+    bag.add_argument('--gap-frames', type=int, default=20,
+                     help='still frames before each trial (the pitcher stands at rest)')
+    bag.add_argument('--walk-back-frames', type=int, default=None,
+                     help='frames of the walk back to the rest spot after each trial '
+                          '(default 40; 0: none)')
+    bag.add_argument('--miss', action='store_true',
+                     help='record the misses of the plan (intended != actual block)')
     bag.add_argument('--start-time-ns', type=int, default=1_767_225_600_000_000_000,
                      help='stamp of the first frame (default 2026-01-01T00:00:00Z)')
     bag.add_argument('--no-shuffle', dest='shuffle', action='store_false',
