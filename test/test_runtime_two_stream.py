@@ -279,3 +279,20 @@ def test_the_limit_is_validated_and_changes_at_run_time(checkpoints):
     core = _core(checkpoints['two_stream_2d'])
     core.update(max_missing_skeleton_fraction=0.25)
     assert core.config.max_missing_skeleton_fraction == 0.25
+
+
+@pytest.mark.parametrize('name', ['calibrated', 'rgb_calibrated'])
+def test_training_and_the_node_make_the_same_decision(checkpoints, trial, start, name):
+    from training.evaluate import predict_windows
+
+    frames, joints = trial
+    core = _core(checkpoints[name])
+    window = crop_frames(frames[start:start + WINDOW], core.preprocess)
+    window_joints = joints[start:start + WINDOW]
+    x = test_transform(window, core.preprocess)[None]
+    j = torch.as_tensor(window_joints)[None] if core.two_stream else None
+    with torch.no_grad():
+        training_side = predict_windows(core.model, x, core.sampling_method, j,
+                                        temperature=core.temperature)[0].double().numpy()
+    node_side = core.predict_crops(window, window_joints if core.two_stream else None)
+    np.testing.assert_allclose(node_side, training_side, atol=1e-6)
