@@ -37,6 +37,15 @@ every joint is.
 Auxiliary losses: :meth:`TwoStreamNet.forward_branches` returns the fused logits and both
 branches' own logits from one pass; ``rgb_branch_logits(feats)`` and
 ``joint_branch_logits(joints)`` compute one branch alone.
+
+The ConvGRU fusion (config ``fusion``) must give one vector: ``last_flat`` (default),
+``mean_flat`` or ``last_avg``; the per-step ``flat`` fusion is refused. ImageNet AlexNet
+weights go into the RGB branch: ``load_imagenet_alexnet(model.rgb, path)``.
+
+The skeleton branch's body frame is measured on each clip's first frame with a skeleton
+(:mod:`pitch_predictor.joints`), the rest pose when the clip starts at the window's start
+(Table II methods 1-5, the test clips of 6-7 that start at frame 0); a clip that starts
+mid-motion takes its heading and scale from that moment.
 """
 
 from dataclasses import dataclass

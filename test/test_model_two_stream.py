@@ -48,8 +48,9 @@ def test_shapes_and_feature_path(name, mode):
 
 
 @pytest.mark.parametrize('mode', MODES)
-def test_streaming_matches_whole_clip(mode):
-    model = small('two_stream_1d', fusion_mode=mode)
+@pytest.mark.parametrize('fusion', ['last_flat', 'mean_flat', 'last_avg'])
+def test_streaming_matches_whole_clip(mode, fusion):
+    model = small('two_stream_1d', fusion_mode=mode, fusion=fusion)
     clips, joints = inputs(steps=5)
     joints[0, 0] = float('nan')  # no skeleton yet in the first frame
     joints[1, 2, 3] = float('nan')
@@ -66,6 +67,16 @@ def test_bidirectional_is_not_streamable():
     model = small('two_stream_2d')
     with pytest.raises(NotStreamableError):
         model.init_state(1)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match='fusion_mode'):
+        small('two_stream_1d', fusion_mode='middle')
+    with pytest.raises(ValueError, match='fusion'):
+        small('two_stream_1d', fusion='flat')  # no single vector to fuse
+    with pytest.raises(ValueError, match='joints must be'):
+        clips, joints = inputs()
+        small('two_stream_1d')(clips, joints[:, :2])
 
 
 @pytest.mark.parametrize('mode', MODES)
