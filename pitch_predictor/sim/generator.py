@@ -49,7 +49,6 @@ from pitch_predictor.sim.render import (
     apply_lighting, Camera, make_background, PitcherRenderer, Session)
 
 ONSET_MOVE_M = 0.02  # a joint moved this far from the rest pose = motion has started
-FINISH_BY_FRAME = 86  # the pitcher stands in his finish stance by this frame (0-based)
 ACTION_WINDOW = 40  # frames from the start that the networks see (must fit in the trial)
 CROP_FRACTION = 2.0 / 3.0  # network crop side / frame height (240 of 360, 720 of 1080)
 WALK_BACK_FRAMES = 40  # 1.33 s from the finish stance back to the rest spot
@@ -375,19 +374,11 @@ def build_session(cfg: SimConfig, participant_index: int, session: int, width: i
 
 
 def _onset_frame(spec: TrialSpec, cfg: SimConfig) -> float:
-    # Late enough for the detector's rest reference, early enough that the finish stance
-    # is reached inside the trial and the 40-frame action window (from the first moving
-    # frame, onset + 1 at the latest) ends by the last frame. The finish time is that of
-    # a straight throw at the pitcher's mean speed with this trial's tempo and draws, so
-    # the onset does not depend on the block (the real one differs by a frame or two).
-    person = spec.person
-    nominal = plan_throw(person, Segments(person.height, person.build),
-                         np.random.default_rng(spec.seed), tempo=spec.tempo,
-                         release_vel=np.array([0.0, 0.0, person.speed]),
-                         release_noise=np.zeros(3), aim_deg=(0.0, 0.0),
-                         rest_jitter=np.array(spec.rest_jitter))
+    # Late enough for the detector's rest reference, early enough that the 40-frame action
+    # window (from the first moving frame, onset + 1 at the latest) ends by the last
+    # frame. Drawn from the spec alone: the onset does not depend on the block.
     lo, hi = cfg.onset_range
-    hi = min(hi, FINISH_BY_FRAME - nominal.end_time, FRAMES_PER_TRIAL - ACTION_WINDOW - 1)
+    hi = min(hi, FRAMES_PER_TRIAL - ACTION_WINDOW - 1)
     return lo + spec.onset * max(hi - lo, 0.0)
 
 
