@@ -133,3 +133,21 @@ def test_walk_back_between_pitches_is_rendered_and_continuous(tmp_path, trials):
     # The walk leaves the finish stance and ends at the next pitch's rest pose.
     assert np.linalg.norm(joints[after - 1] - joints[after + WALK - 1], axis=-1).mean() > 0.2
     np.testing.assert_allclose(joints[after + WALK - 1], trials[1].joints[0], atol=0.05)
+
+
+def test_bag_of_misses_records_intended_and_actual_block(tmp_path):
+    from pitch_predictor.sim.cli import main
+    from pitch_predictor.sim.generator import plan_misses
+
+    misses = plan_misses(small_config(seed=123, trials_per_block=2))  # the bag defaults
+    assert misses  # this plan has misses (about one throw in five misses)
+    path = tmp_path / 'miss.mcap'
+    assert main(['bag', '--miss', '--out', str(path), '--width', '160', '--height', '90',
+                 '--workers', '1', '--walk-back-frames', '0', '--compressed']) == 0
+    truth = read_ground_truth(path)
+    assert sorted(t.trial_id for t in truth) == sorted(m.trial_id for m in misses)
+    by_id = {m.trial_id: m for m in misses}
+    for t in truth:
+        assert (t.block, t.intended_block) == (by_id[t.trial_id].block,
+                                               by_id[t.trial_id].intended_block)
+        assert t.block != t.intended_block
