@@ -44,6 +44,10 @@ FEATURE_NAMES = ('x', 'y', 'z', 'vx', 'vy', 'vz', 'valid')
 FEATURES_PER_JOINT = len(FEATURE_NAMES)
 FEATURES_PER_FRAME = NUM_JOINTS * FEATURES_PER_JOINT
 
+# Named channel selections of the 7 per joint (the models' ``features`` config values):
+# 'centred' every channel, 'centred_velocity' velocity and validity only.
+CHANNELS = {'centred': FEATURE_NAMES, 'centred_velocity': ('vx', 'vy', 'vz', 'valid')}
+
 SPINE_BASE = JOINT_INDEX['SpineBase']
 SPINE_SHOULDER = JOINT_INDEX['SpineShoulder']
 LEFT_RIGHT_PAIRS = ((JOINT_INDEX['HipLeft'], JOINT_INDEX['HipRight']),
@@ -193,6 +197,22 @@ def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState
     position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
     features = _assemble(position, valid, state.position, state.valid)
     return features, JointFeatureState(found, origin, right, scale, position, valid)
+
+
+def select_channels(features: torch.Tensor, kind: str) -> torch.Tensor:
+    """
+    Keep the channels of :data:`CHANNELS` ``[kind]``: ``(..., 25, 7) -> (..., 25 * k)``.
+
+    The joints are flattened with their channels (joint-major), ready for a GRU.
+    """
+    if kind not in CHANNELS:
+        raise ValueError(f'unknown joint feature kind {kind!r}; choose one of '
+                         f'{sorted(CHANNELS)}')
+    names = CHANNELS[kind]
+    if len(names) < FEATURES_PER_JOINT:
+        first = FEATURE_NAMES.index(names[0])  # the selections are contiguous
+        features = features[..., first:first + len(names)]
+    return features.flatten(-2)
 
 
 def spinebase_joint_inputs(joints: torch.Tensor) -> torch.Tensor:

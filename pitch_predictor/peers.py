@@ -8,15 +8,16 @@ Peer models to compare against: 3D CNNs from torchvision's video ResNets and a s
   is the identity and ``forward_features`` takes the clip.
 - ``skeleton_gru``: a GRU over the 25 Kinect joints of every frame (``input_kind``
   'joints'); config ``features``: 'centred' (pitcher-centred body frame, velocities,
-  validity; the fast preset) or 'spinebase' (relative to the first frame's SpineBase in
-  camera axes: the original peer, and the meaning of a config without the key).
+  validity; the fast preset), 'centred_velocity' (its velocities and validity only) or
+  'spinebase' (relative to the first frame's SpineBase in camera axes: the original
+  peer, and the meaning of a config without the key).
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pitch_predictor.joints import (
-    centred_joint_features, centred_joint_features_step, FEATURES_PER_FRAME,
-    init_feature_state, SPINE_BASE, spinebase_joint_inputs)
+    centred_joint_features, centred_joint_features_step, CHANNELS, init_feature_state,
+    select_channels, SPINE_BASE, spinebase_joint_inputs)
 from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
 from pitch_predictor.networks import PitchNet
 import torch
@@ -24,7 +25,7 @@ from torch import nn
 from torchvision.models.video.resnet import (
     BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple)
 
-JOINT_FEATURES = ('centred', 'spinebase')
+JOINT_FEATURES = (*CHANNELS, 'spinebase')
 
 VIDEO_DEFAULTS = {
     'input_size': 224,
@@ -129,6 +130,8 @@ class SkeletonGRU(PitchNet):
     - ``'centred'``: the pitcher-centred body frame of the clip's reference frame (origin,
       heading and scale of the pitcher at rest), velocities and a validity mask per joint
       (25 x 7 inputs): the camera's placement and the pitcher's size drop out;
+    - ``'centred_velocity'``: the same without the positions (velocity and validity,
+      25 x 4 inputs);
     - ``'spinebase'`` (the original peer, and what a config without the key means): camera
       axes in metres relative to the first frame's SpineBase, NaN joints as zeros (75).
 
@@ -147,7 +150,8 @@ class SkeletonGRU(PitchNet):
                              f'{features!r}')
         self.joint_features = features
         self.feature_shape = (NUM_JOINTS, 3)
-        inputs = FEATURES_PER_FRAME if features == 'centred' else NUM_JOINTS * 3
+        per_joint = 3 if features == 'spinebase' else len(CHANNELS[features])
+        inputs = NUM_JOINTS * per_joint
         self.gru = nn.GRU(inputs, hidden, num_layers=layers, batch_first=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
@@ -166,9 +170,9 @@ class SkeletonGRU(PitchNet):
         if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
             raise ValueError(f'skeleton_gru expects joints (B, T, {NUM_JOINTS}, 3), got '
                              f'{tuple(joints.shape)}')
-        if self.joint_features == 'centred':
-            return centred_joint_features(joints).flatten(2)
-        return spinebase_joint_inputs(joints)
+        if self.joint_features == 'spinebase':
+            return spinebase_joint_inputs(joints)
+        return select_channels(centred_joint_features(joints), self.joint_features)
 
     def encode(self, joints: torch.Tensor) -> torch.Tensor:
         """Return the clip's vector ``(B, hidden)``: the GRU's last output."""
@@ -200,9 +204,9 @@ class SkeletonGRU(PitchNet):
         """
         origin = state['origin']
         features = state['features']
-        if self.joint_features == 'centred':
+        if self.joint_features != 'spinebase':
             frame, features = centred_joint_features_step(joints, features)
-            inputs = frame.flatten(1)
+            inputs = select_channels(frame, self.joint_features)
         else:
             clean = torch.nan_to_num(joints.float())
             if origin is None:

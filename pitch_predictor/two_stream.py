@@ -9,7 +9,9 @@ named parts:
   ConvGRU layer 7, fusion of its states into one vector, ``rgb.head``),
 - ``joints``: a :class:`~pitch_predictor.peers.SkeletonGRU` over the joints of the same
   sampled frames (forward-only GRU; its last output is the skeleton vector,
-  ``joints.output`` its 9-way head),
+  ``joints.output`` its 9-way head); config ``joint_features`` ('centred',
+  'centred_velocity' or 'spinebase', see the SkeletonGRU), ``joint_hidden``,
+  ``joint_layers``, ``joint_dropout``,
 - the fusion of the two branches (config ``fusion_mode``) and, for ``'features'``, a
   shared ``head``.
 

@@ -4,7 +4,7 @@ import math
 
 from pitch_predictor.joints import (
     centred_joint_features, centred_joint_features_step, FEATURES_PER_JOINT,
-    init_feature_state)
+    init_feature_state, select_channels)
 from pitch_predictor.kinect import JOINT_INDEX, JOINT_NAMES
 import pytest
 import torch
@@ -163,3 +163,12 @@ def test_bad_shapes_are_refused():
         centred_joint_features(torch.zeros(2, 4, 20, 3))
     with pytest.raises(ValueError, match='one frame'):
         centred_joint_features_step(torch.zeros(2, 4, 25, 3), init_feature_state(2))
+
+
+def test_channel_selections():
+    features = centred_joint_features(to_camera(throw(3))[None])
+    assert select_channels(features, 'centred').shape == (1, 3, 25 * 7)
+    velocity = select_channels(features, 'centred_velocity').unflatten(-1, (25, 4))
+    torch.testing.assert_close(velocity, features[..., 3:])
+    with pytest.raises(ValueError, match='unknown joint feature kind'):
+        select_channels(features, 'speed')

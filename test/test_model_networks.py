@@ -332,7 +332,7 @@ def test_skeleton_gru_feature_options():
         assert not torch.allclose(spinebase(moved), spinebase(joints), atol=1e-3)
 
 
-@pytest.mark.parametrize('features', ['centred', 'spinebase'])
+@pytest.mark.parametrize('features', ['centred', 'centred_velocity', 'spinebase'])
 def test_skeleton_gru_encoder_steps_like_the_whole_clip(features):
     torch.manual_seed(0)
     model = small('skeleton_gru', features=features).eval()

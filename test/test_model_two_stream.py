@@ -219,3 +219,17 @@ def test_late_fusion_from_checkpoints(tmp_path):
         torch.testing.assert_close(model(clips, joints), expected)
     model.set_late_weight(0.9)
     assert model.config['late_weight'] == 0.9
+
+
+@pytest.mark.parametrize('joint_features', ['centred_velocity', 'spinebase'])
+def test_other_joint_features_stream_too(joint_features):
+    model = small('two_stream_1d', joint_features=joint_features)
+    clips, joints = inputs(steps=3)
+    joints[0, 1] = float('nan')
+    with torch.no_grad():
+        feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (2, 3))
+        state = model.init_state(2)
+        for t in range(3):
+            now, state = model.step_features(feats[:, t], joints[:, t], state)
+        torch.testing.assert_close(now, model.forward_features(feats, joints),
+                                   atol=1e-5, rtol=1e-5)
