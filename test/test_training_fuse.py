@@ -95,3 +95,21 @@ def test_runs_with_other_splits_are_refused(runs, tiny_cache, tmp_path):
                 'epochs=1', 'val_per_group=0'])
     with pytest.raises(fuse.FuseError, match='different splits'):
         fuse.main(['--rgb', str(rgb), '--joints', str(other), '--out', str(tmp_path / 'x')])
+
+
+def test_two_stream_training_can_start_from_the_two_runs(runs, tiny_cache, tmp_path):
+    rgb, joints = runs
+    out = tmp_path / 'init'
+    # lr 0: one epoch changes no weight, so model.pt shows what was loaded.
+    train.main(['--data', str(tiny_cache), '--out', str(out), *COMMON,
+                'model=two_stream_2d', 'model_config.channels=[8,16,16,16,16]',
+                'model_config.fc_sizes=[32,32]', 'model_config.fusion=mean_flat',
+                'lr=0', 'weight_decay=0', 'epochs=1', f'init_rgb={rgb / "model.pt"}',
+                f'init_joints={joints / "model.pt"}'])
+    fused = load_checkpoint(out / 'model.pt').state_dict
+    for run, prefix in ((rgb, 'rgb.'), (joints, 'joints.')):
+        for key, value in load_checkpoint(run / 'model.pt').state_dict.items():
+            if key.startswith('head.') and prefix == 'rgb.' or 'running_' in key \
+                    or 'num_batches' in key:
+                continue  # feature fusion has its own heads; BatchNorm statistics move
+            assert torch.equal(fused[prefix + key], value), prefix + key

@@ -52,6 +52,11 @@ class TrainConfig:
     init: str = 'default'
     # Optional ImageNet AlexNet weights (a local file; nothing is downloaded).
     pretrained: str = ''
+    # Two-stream models: start the RGB / skeleton branch from a trained checkpoint
+    # (model.pt of a convgru1d/2d_alexnet / skeleton_gru run with the same branch sizes),
+    # then train end to end (python -m training.fuse trains the head alone instead).
+    init_rgb: str = ''
+    init_joints: str = ''
     # Data: a TrialCache directory (or a dataset the cache is built from) and the split:
     # 'paper' (8 train / 2 test per participant and block) or 'lopo:<participant>'.
     data: str = 'data/synthetic/cache_fast'

@@ -120,10 +120,17 @@ def _with_paper(row: Row) -> Row:
 SHIPPED_ROW = _with_paper(_convgru('2d', SHIPPED_SAMPLING, SHIPPED_FUSION))
 # The comparison a user cares about: the shipped network against its alternatives, all
 # with the shipped model's sampling and the same budget; cheapest first.
+TWO_STREAM: Tuple[Row, ...] = (
+    Row(f'two_stream_2d-s{SHIPPED_SAMPLING}', 'Two-stream 2D-ConvGRU + joints',
+        'two_stream_2d', SHIPPED_SAMPLING),
+    Row(f'two_stream_1d-s{SHIPPED_SAMPLING}', 'Two-stream 1D-ConvGRU + joints',
+        'two_stream_1d', SHIPPED_SAMPLING),
+)
 COMPARISON: Tuple[Row, ...] = (
     SHIPPED_ROW,
     _with_paper(_convgru('1d', SHIPPED_SAMPLING, SHIPPED_FUSION)),
     PEERS[3],
+    *TWO_STREAM,
     PEERS[0],
     Row(f'gru_alexnet-s{SHIPPED_SAMPLING}-flat', 'GRU AlexNet', 'gru_alexnet',
         SHIPPED_SAMPLING, 'flat'),
@@ -136,6 +143,10 @@ BASELINES_13 = (('spatial only [13]', 63.89), ('temporal only [13]', 74.07),
 ROBUSTNESS_ROWS = tuple(_with_paper(_convgru('2d', s, SHIPPED_FUSION)) for s in (1, 2, 5))
 ANTICIPATION_ROW = _convgru('1d', SHIPPED_SAMPLING, SHIPPED_FUSION)
 FRAME_RATE_EXTRA = (1, 2, 3, 4, 5)
+VALIDATION_NOTE = ('Test numbers of the final models only: early stopping, the kept epoch '
+                   'and the temperature were chosen on a validation split carved from the '
+                   'training trials (1 per participant and block; under LOPO from the '
+                   'training participants); each test split was evaluated once.')
 MISSING_COUNTS = (1, 2, 3, 4, 5)
 SHIFT_PIXELS = tuple(range(1, 11))
 
@@ -222,11 +233,13 @@ def summarize_runs(runs: List[Dict]) -> Dict[str, Any]:
         'seconds_per_epoch': mean_and_std([r['seconds_per_epoch'] for r in runs])['mean'],
         'epochs': mean_and_std([r['epochs_run'] for r in runs])['mean'],
         'minutes': mean_and_std([r['train_seconds'] / 60 for r in runs])['mean'],
+        'test_trials': sorted({int(r.get('num_test', r['test']['num_trials'])) for r in runs}),
     }
 
 
 TABLE_COLUMNS = ('row', 'model', 'sampling + fusion', 'paper acc %', 'ours acc %',
-                 'ours sd', 'runs', 'grid row / column acc %', 'ECE', 'paper s/epoch (RTX 2060)',
+                 'ours sd', 'runs', 'test trials per run', 'grid row / column acc %', 'ECE',
+                 'paper s/epoch (RTX 2060)',
                  'ours s/epoch (this machine)', 'epochs', 'train min')
 
 
@@ -249,7 +262,7 @@ def table_line(row: Row, runs: List[Dict], status: str = '') -> Dict[str, Any]:
     """Return one table line (empty 'ours' cells when nothing ran)."""
     line = {'row': row.row_id, 'model': row.label, 'sampling + fusion': row.setting(),
             'paper acc %': _fmt(row.paper_acc), 'ours acc %': status, 'ours sd': '',
-            'runs': 0, 'grid row / column acc %': '', 'ECE': '',
+            'runs': 0, 'test trials per run': '', 'grid row / column acc %': '', 'ECE': '',
             'paper s/epoch (RTX 2060)': _fmt(row.paper_seconds, 0),
             'ours s/epoch (this machine)': '', 'epochs': '', 'train min': ''}
     if runs:
@@ -257,6 +270,7 @@ def table_line(row: Row, runs: List[Dict], status: str = '') -> Dict[str, Any]:
         line.update({'ours acc %': _fmt(s['acc_mean']),
                      'ours sd': _fmt(s['acc_std']) if s['n'] > 1 else '',
                      'runs': s['n'],
+                     'test trials per run': '/'.join(str(n) for n in s['test_trials']),
                      'grid row / column acc %': f'{_fmt(s["row_acc"], 1)} / '
                                                 f'{_fmt(s["col_acc"], 1)}',
                      'ECE': _fmt(s['ece'], 3),
@@ -270,7 +284,8 @@ def grid(runner: Runner, rows: Sequence[Row], selected: Sequence[Row], name: str
     """Train the selected rows x repeats (skipping finished runs); tabulate every row."""
     notes = [f'{runner.args.preset} configs, data {runner.args.data or "(config default)"}; '
              'paper numbers: Table III (real Kinect data, RTX 2060).',
-             'Baselines of [13] (paper): ' + ', '.join(f'{n} {a:.2f}' for n, a in BASELINES_13)]
+             'Baselines of [13] (paper): ' + ', '.join(f'{n} {a:.2f}' for n, a in BASELINES_13),
+             VALIDATION_NOTE]
     chosen = {row.row_id for row in selected}
 
     def write() -> None:
@@ -313,15 +328,18 @@ def lopo(runner: Runner, rows: Sequence[Row]) -> None:
                     runs.append(metrics)
                     per_fold.append({'row': row.row_id, 'participant': fold, 'seed': seed,
                                      'accuracy': metrics['test']['accuracy'],
-                                     'ece': metrics['test']['ece']})
+                                     'ece': metrics['test']['ece'],
+                                     'test_trials': metrics['test']['num_trials']})
         line = table_line(row, runs, 'not run')
         line['row'] = f'{row.row_id} ({len({r["split"] for r in runs})}/{len(folds)} folds)'
         lines.append(line)
         write_table(runner.root / 'lopo', 'Leave one participant out (cross-subject)', lines,
                     [f'folds: {", ".join(folds)}; accuracy = mean over folds and seeds.',
-                     'Paper: within-subject split only (no cross-subject numbers).'])
+                     'Paper: within-subject split only (no cross-subject numbers).',
+                     VALIDATION_NOTE])
     with (runner.root / 'lopo_folds.csv').open('w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=['row', 'participant', 'seed', 'accuracy', 'ece'])
+        writer = csv.DictWriter(f, fieldnames=['row', 'participant', 'seed', 'accuracy', 'ece',
+                                               'test_trials'])
         writer.writeheader()
         writer.writerows(per_fold)
     print(f'wrote {runner.root / "lopo"}.md')

@@ -223,6 +223,21 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     loader(model, path)
 
 
+def init_branches(model: nn.Module, kind: str, cfg: TrainConfig) -> None:
+    """Start a two-stream model's branches from trained RGB-only / skeleton checkpoints."""
+    from pitch_predictor.checkpoint import load_checkpoint
+    from pitch_predictor.two_stream import load_branch_weights
+    if kind != 'rgb+joints':
+        raise ConfigError(f'init_rgb / init_joints need a two-stream model, {cfg.model} '
+                          f'takes {kind}')
+    try:
+        load_branch_weights(
+            model, load_checkpoint(cfg.init_rgb).state_dict if cfg.init_rgb else None,
+            load_checkpoint(cfg.init_joints).state_dict if cfg.init_joints else None)
+    except ValueError as exc:
+        raise ConfigError(f'init_rgb / init_joints: {exc}') from None
+
+
 def check_resumable(state: Dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     """Refuse to resume a run folder that holds a different run."""
     saved = state.get('config', {})
@@ -312,6 +327,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if cfg.pretrained:
         load_pretrained(model, cfg.pretrained)
     kind = getattr(model, 'input_kind', 'rgb')
+    if cfg.init_rgb or cfg.init_joints:
+        init_branches(model, kind, cfg)
     if kind != 'joints' and getattr(model, 'input_size', 0) not in (0, preprocess.output_size):
         raise ConfigError(f'{cfg.model} takes {model.input_size}px input but preprocess '
                           f'gives {preprocess.output_size}px')
