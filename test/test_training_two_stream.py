@@ -8,6 +8,7 @@ import numpy as np
 from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.data.cache import TrialCache
 from pitch_predictor.networks import build_model, fast_config
+from pitch_predictor.preprocessing import fast_preprocess
 import pytest
 import torch
 
@@ -114,3 +115,20 @@ def test_two_stream_trains_one_epoch_and_writes_a_loadable_checkpoint(
     labels = np.asarray(cache.labels)[test]
     assert float((probs.argmax(1) == labels).mean()) == pytest.approx(
         metrics['test']['accuracy'])
+
+
+def test_streaming_two_stream_estimate_ends_at_the_full_clip_prediction(tiny_cache):
+    from training.evaluate import anticipation_probabilities
+    torch.manual_seed(1)
+    config = fast_config('two_stream_1d')
+    config.update(channels=[8, 16, 16, 16, 16], fc_sizes=[16, 16], joint_hidden=8,
+                  fusion='mean_flat')
+    model = build_model('two_stream_1d', **config).eval()
+    cache = TrialCache(tiny_cache)
+    trials = np.arange(4)
+    preprocess = fast_preprocess()
+    fractions, probs = anticipation_probabilities(model, cache, trials, 2, preprocess,
+                                                  torch.device('cpu'))
+    full = predict_trials(model, cache, trials, 2, preprocess, torch.device('cpu'))
+    assert probs.shape == (4, 10, 9) and fractions[-1] <= 1.0
+    np.testing.assert_allclose(probs[:, -1], full, atol=1e-5)
