@@ -70,10 +70,10 @@ class SimConfig:
     joint_noise: float = 0.004  # m, Kinect joint jitter (white part)
     joint_drift: float = 0.003  # m, slowly varying part
     onset_range: Tuple[float, float] = (9.0, 34.0)  # frames (0-based time of motion onset)
-    # The Kinect on a tripod, 4.0 m from the rest spot (2.6-4.25 m to the joints; body
+    # The Kinect on a tripod, 4.2 m from the rest spot (2.8-4.45 m to the joints; body
     # tracking works to 4.5 m), so the whole pitcher, from the feet to the hand at the top
     # of the arm swing, stays inside the network's centre crop (docs/data.md).
-    camera_distance: float = 3.6  # m from the look-at point, horizontally
+    camera_distance: float = 3.8  # m from the look-at point, horizontally
     camera_angle_deg: float = 35.0  # camera direction, right of the throwing direction
     camera_height: float = 0.95  # m (a level camera: also the height it looks at)
     camera_look_at: Tuple[float, float] = (0.0, 0.45)  # (r, f) m, pitcher frame
