@@ -194,3 +194,55 @@ def test_predict_crops_equals_plain_pipeline(bi_core, trial):
     np.testing.assert_allclose(
         bi_core.predict_crops(crops),
         _plain_probabilities(bi_core.model, bi_core.preprocess, frames[20:60]), atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['convgru2d_alexnet', 'two_stream_2d'])
+def test_torchscript_and_eager_backends_decide_the_same(tmp_path, trial, name):
+    frames, joints = trial
+    path = make_checkpoint(tmp_path / f'{name}.pt', name)
+    cores = {backend: PredictorCore(path, device='cpu', backend=backend)
+             for backend in ('eager', 'torchscript')}
+    gaps = set(range(60, 66))  # two-stream: a few window frames without a skeleton
+    finals = {backend: [p for p in _feed(core, frames, joints, skip_joints=gaps)
+                        if not p.early] for backend, core in cores.items()}
+    assert len(finals['eager']) == 1 and len(finals['torchscript']) == 1
+    eager, traced = finals['eager'][0], finals['torchscript'][0]
+    assert eager.start_stamp_ns == traced.start_stamp_ns and eager.block == traced.block
+    np.testing.assert_allclose(traced.probabilities, eager.probabilities, rtol=0, atol=1e-6)
+
+
+def test_bgr_message_is_cropped_before_conversion_with_the_same_result(bi_core):
+    from types import SimpleNamespace
+
+    from pitch_predictor.runtime.frame_encoding import FrameEncoder
+    from pitch_predictor.runtime.messages import image_msg_to_pixels, Pixels
+
+    rgb = np.random.default_rng(1).integers(0, 256, (540, 960, 3), dtype=np.uint8)
+    msg = SimpleNamespace(encoding='bgr8', height=540, width=960, step=960 * 3,
+                          data=np.ascontiguousarray(rgb[..., ::-1]).tobytes())
+    pixels = image_msg_to_pixels(msg)
+    assert pixels.bgr and not pixels.array.flags.owndata  # a view, not a converted copy
+    encoder = FrameEncoder(bi_core.model, bi_core.preprocess, bi_core.device, True, 'eager')
+    from_message = encoder.encode(pixels, bi_core.config.detector)
+    from_rgb = encoder.encode(Pixels(rgb), bi_core.config.detector)
+    np.testing.assert_array_equal(from_message.signature, from_rgb.signature)
+    assert torch.equal(from_message.features, from_rgb.features)
+    # ... and equal to the model library's own preprocessing of the RGB frame.
+    with torch.no_grad():
+        expected = bi_core.model.backbone(test_transform(crop_frames(rgb, bi_core.preprocess),
+                                                         bi_core.preprocess))[0]
+    assert torch.equal(from_rgb.features, expected)
+
+
+def test_the_torch_free_runtime_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    modules = ['settings', 'topics', 'stream_stamps', 'skeleton_hold', 'pitch_window',
+               'pairing', 'feature_buffer', 'core_statistics', 'jobs', 'decision_worker',
+               'messages', 'node_params']
+    code = ('import sys\n' + ''.join(f'import pitch_predictor.runtime.{m}\n' for m in modules)
+            + "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == 'False'

@@ -6,8 +6,9 @@ message conversion (``runtime.messages``) and the same :class:`PredictorCore`, f
 the recording's order with each message's header stamp. Decisions run inline, so the
 result is deterministic and needs no ROS. Two-stream (RGB + joints) models get the same
 window joints and the same skeleton-gap policy as in the node (``stats['core_counters']``
-holds ``windows_skipped_no_skeleton`` and ``decisions_with_filled_skeleton``). The stream is not flushed at the end (the
-node never flushes either), so both modes see the same frames.
+holds ``windows_skipped_no_skeleton`` and ``decisions_with_filled_skeleton``). The stream
+is not flushed at the end (the node never flushes either), so both modes see the same
+frames.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def run_offline(bag: Path, model: Path, *, params_file: Optional[Path] = None,
     except node_params.ParameterError as exc:
         raise OfflineError(f'node parameters: {exc}') from exc
     core = PredictorCore(Path(model), settings.core, device=device or settings.device,
-                         notify=lambda key, message: None)
+                         notify=lambda key, message: None,
+                         backend=settings.inference_backend)
     # The node subscribes to these names in the root namespace (the evaluator starts it
     # without remappings), so the offline run takes exactly the same topics.
     image_topic, skeleton_topic = settings.image_topic, settings.skeleton_topic
-    to_rgb = (conversion.compressed_msg_to_rgb if settings.compressed
-              else conversion.image_msg_to_rgb)
+    to_pixels = (conversion.compressed_msg_to_pixels if settings.compressed
+                 else conversion.image_msg_to_pixels)
     to_joints = (conversion.marker_array_to_joints if settings.skeleton_type == 'marker_array'
                  else conversion.pose_array_to_joints)
 
@@ -60,7 +62,7 @@ def run_offline(bag: Path, model: Path, *, params_file: Optional[Path] = None,
     for topic, _, msg in tqdm(read_recording(bag), desc='offline', unit='msg',
                               disable=None if progress else True, leave=False):
         if topic == image_topic:
-            made = core.ingest_image_msg(msg, to_rgb)[1]
+            made = core.ingest_image_msg(msg, to_pixels)[1]
         elif topic == skeleton_topic:
             made = core.ingest_skeleton_msg(msg, to_joints)
         else:

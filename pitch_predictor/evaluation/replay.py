@@ -39,6 +39,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from pitch_predictor.evaluation.rosbags_to_rclpy import rclpy_message_class, to_rclpy
 from pitch_predictor.evaluation.scoring import ObservedPrediction
 from pitch_predictor.kinect import WINDOW
+from pitch_predictor.runtime import topics
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -49,7 +50,7 @@ from tqdm import tqdm
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 SKELETON_TYPES = ('geometry_msgs/msg/PoseArray', 'visualization_msgs/msg/MarkerArray')
-FINAL_FRAME_ID = 'final'
+FINAL_FRAME_ID = topics.FINAL_FRAME_ID
 
 
 class ReplayError(RuntimeError):
@@ -60,10 +61,10 @@ class ReplayError(RuntimeError):
 class OutputTopics:
     """The node's output topics the evaluator listens to."""
 
-    predicted_block: str = '/pitch/predicted_block'
-    probabilities: str = '/pitch/block_probabilities'
-    header: str = '/pitch/prediction_header'
-    diagnostics: str = '/diagnostics'
+    predicted_block: str = topics.global_name(topics.PREDICTED_BLOCK_TOPIC)
+    probabilities: str = topics.global_name(topics.BLOCK_PROBABILITIES_TOPIC)
+    header: str = topics.global_name(topics.PREDICTION_HEADER_TOPIC)
+    diagnostics: str = topics.DIAGNOSTICS_TOPIC
 
 
 @dataclass

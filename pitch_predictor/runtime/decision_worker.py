@@ -12,7 +12,7 @@ import threading
 from typing import Callable, Optional, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pitch_predictor.runtime.core import DecisionJob, Prediction
+    from pitch_predictor.runtime.jobs import DecisionJob, Prediction
 
 
 class DecisionWorker:

@@ -8,6 +8,7 @@ is a short stable key (the node counts rejections by it) and whose message says 
 was wrong.
 """
 
+from dataclasses import dataclass
 import math
 from typing import Any, Optional, Tuple
 
@@ -77,13 +78,34 @@ def _as_bytes(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
 
 
-def image_msg_to_rgb(msg: Any) -> np.ndarray:
+@dataclass(frozen=True)
+class Pixels:
     """
-    Return a ``sensor_msgs/Image`` as an RGB uint8 (H, W, 3) array (a copy).
+    A decoded image before its conversion to RGB: uint8 (H, W, 3), RGB or BGR order.
 
-    Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8. Rows may be padded
-    (``step`` > width * channels). Raises :class:`MessageError` with reason
-    ``unsupported_encoding``, ``bad_size`` or ``truncated``.
+    ``array`` may be a read-only view of the message's buffer (valid while the message
+    lives): the core crops first and converts only the crop (a per-channel resize
+    commutes with the channel swap, so the result equals converting the whole frame).
+    """
+
+    array: np.ndarray
+    bgr: bool = False
+
+    def rgb(self) -> np.ndarray:
+        """Return the whole image as a new RGB array."""
+        if self.bgr:
+            return cv2.cvtColor(np.ascontiguousarray(self.array), cv2.COLOR_BGR2RGB)
+        return np.array(self.array)
+
+
+def image_msg_to_pixels(msg: Any) -> Pixels:
+    """
+    Return a ``sensor_msgs/Image`` as :class:`Pixels` (rgb8/bgr8: a view, no copy).
+
+    Supported encodings: rgb8, bgr8, rgba8, bgra8, mono8 (the last three are converted
+    to RGB here). Rows may be padded (``step`` > width * channels). Raises
+    :class:`MessageError` with reason ``unsupported_encoding``, ``bad_size`` or
+    ``truncated``.
     """
     encoding = str(msg.encoding).lower()
     if encoding not in _RAW_ENCODINGS:
@@ -103,17 +125,35 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
         raise MessageError(
             'truncated', f'image data has {data.size} bytes, {width}x{height} {encoding} '
             f'with step {step} needs {step * height}')
-    rows = np.lib.stride_tricks.as_strided(
-        data, shape=(height, row_bytes), strides=(step, 1), writeable=False)
-    pixels = rows.reshape(height, width, channels)
-    if conversion is None:
-        return np.ascontiguousarray(pixels).copy()
-    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    pixels = np.lib.stride_tricks.as_strided(
+        data, shape=(height, width, channels), strides=(step, channels, 1), writeable=False)
+    if encoding in ('rgb8', 'bgr8'):
+        return Pixels(pixels, bgr=encoding == 'bgr8')
+    return Pixels(cv2.cvtColor(np.ascontiguousarray(pixels), conversion))
+
+
+def image_msg_to_rgb(msg: Any) -> np.ndarray:
+    """Return a ``sensor_msgs/Image`` as a new RGB uint8 (H, W, 3) array (see above)."""
+    return image_msg_to_pixels(msg).rgb()
+
+
+def compressed_msg_to_pixels(msg: Any) -> Pixels:
+    """Decode a ``sensor_msgs/CompressedImage`` to :class:`Pixels` (BGR, as decoded)."""
+    return Pixels(_decode_compressed(msg), bgr=True)
 
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     """
     Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to RGB uint8 (H, W, 3).
+
+    Raises :class:`MessageError` as :func:`compressed_msg_to_pixels` does.
+    """
+    return cv2.cvtColor(_decode_compressed(msg), cv2.COLOR_BGR2RGB)
+
+
+def _decode_compressed(msg: Any) -> np.ndarray:
+    """
+    Decode jpeg or png data to BGR uint8 (H, W, 3).
 
     Raises :class:`MessageError` with reason ``unsupported_encoding`` (format not jpeg/png)
     or ``decode_failed`` (truncated or corrupt data).
@@ -129,7 +169,7 @@ def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     if bgr is None:
         raise MessageError(
             'decode_failed', f'cannot decode {data.size} bytes of compressed {fmt or "image"}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return bgr
 
 
 def _check_joints(joints: np.ndarray, source: str) -> np.ndarray:

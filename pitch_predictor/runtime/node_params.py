@@ -11,13 +11,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import re
 from typing import (
-    Any, Dict, List, Mapping, Optional, Sequence, Tuple, TYPE_CHECKING, Union)
+    Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union)
 
+from pitch_predictor.runtime.settings import CoreConfig
+from pitch_predictor.runtime.topics import COMPRESSED_SUFFIX, IMAGE_TOPIC, SKELETON_TOPIC
 from pitch_predictor.start_detector import StartDetectorConfig
 import yaml
-
-if TYPE_CHECKING:
-    from pitch_predictor.runtime.core import CoreConfig
 
 DETECTOR_PREFIX = 'detector.'
 
@@ -121,6 +120,12 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               'CPU threads per torch operation (0: torch default, one per core). 1 '
               'keeps the frame callbacks and the decision thread from competing for '
               'cores (each runs small tensors).', 0, 256, read_only=True),
+    ParamSpec('inference_backend', 'torchscript',
+              'How the model runs: torchscript traces the backbone and the decision once '
+              'and runs the traces (same outputs as eager, checked when traced; one call '
+              'into C++ per frame or decision); eager runs the PyTorch modules op by op '
+              '(see docs/node.md, "Where the time goes").',
+              choices=('torchscript', 'eager'), read_only=True),
 )
 
 # Start detector settings exposed as detector.<field>: (description, minimum, maximum).
@@ -205,11 +210,8 @@ def defaults() -> Dict[str, Any]:
     return {spec.name: spec.default for spec in ALL_PARAMETERS}
 
 
-def core_config_from(values: Mapping[str, Any]) -> 'CoreConfig':
+def core_config_from(values: Mapping[str, Any]) -> CoreConfig:
     """Build the :class:`CoreConfig` from (checked) parameter values; missing = default."""
-    # Imported here: checking parameters must not wait for torch to load.
-    from pitch_predictor.runtime.core import CoreConfig
-
     merged = {**defaults(), **values}
     detector = replace(StartDetectorConfig(), **{
         name[len(DETECTOR_PREFIX):]: value for name, value in merged.items()
@@ -227,11 +229,6 @@ def core_config_from(values: Mapping[str, Any]) -> 'CoreConfig':
     )
 
 
-# The node's input topic names, relative so that a namespace moves them (remap them,
-# e.g. in launch/predictor.launch.py). In the root namespace they resolve to /<name>.
-IMAGE_TOPIC = 'kinect2/qhd/image_color'
-COMPRESSED_SUFFIX = '/compressed'
-SKELETON_TOPIC = 'body_tracking/skeleton'
 NODE_NAME = 'pitch_predictor'
 
 
@@ -242,9 +239,14 @@ class NodeSettings:
     values: Dict[str, Any]
 
     @property
-    def core(self) -> 'CoreConfig':
+    def core(self) -> CoreConfig:
         """Return the core's settings."""
         return core_config_from(self.values)
+
+    @property
+    def inference_backend(self) -> str:
+        """How the model runs: 'torchscript' or 'eager'."""
+        return self.values['inference_backend']
 
     @property
     def device(self) -> str:

@@ -1,0 +1,105 @@
+"""
+Per-frame encoding, once on arrival: crop, start-detector signature, backbone features.
+
+The crop is :func:`pitch_predictor.preprocessing.crop_frames` (training's own), taken
+from the image in the channel order it came in; only the small crop is converted to
+RGB. The backbone runs in inference mode, traced to TorchScript by default (one call
+into C++ per frame: see docs/node.md, "Where the time goes").
+"""
+
+from dataclasses import dataclass
+import time
+from typing import Any
+import warnings
+
+import cv2
+import numpy as np
+from pitch_predictor.preprocessing import crop_frames, PreprocessConfig, PreprocessError
+from pitch_predictor.preprocessing import test_transform
+from pitch_predictor.runtime.messages import Pixels
+from pitch_predictor.start_detector import image_signature, StartDetectorConfig
+import torch
+
+
+@dataclass
+class FramePayload:
+    """What the core keeps of one frame: its detector signature and model features."""
+
+    signature: Any
+    features: Any
+    arrival_s: float
+
+
+class FrameEncoder:
+    """
+    Turn camera frames into :class:`FramePayload` for ``model`` (RGB backbone or none).
+
+    ``rgb_features``: False for joints-only models (no backbone runs). ``backend``:
+    'torchscript' or 'eager' (see :mod:`pitch_predictor.runtime.settings`).
+    """
+
+    def __init__(self, model: torch.nn.Module, preprocess: PreprocessConfig,
+                 device: torch.device, rgb_features: bool, backend: str = 'torchscript'
+                 ) -> None:
+        self.model = model
+        self.preprocess = preprocess
+        self.device = device
+        self.rgb_features = rgb_features
+        self._backbone = model.backbone
+        if rgb_features and backend == 'torchscript':
+            self._backbone = _traced_backbone(model, preprocess, device)
+
+    def encode(self, pixels: Pixels, detector: StartDetectorConfig) -> FramePayload:
+        """Crop, signature and features of one image (raises PreprocessError if unusable)."""
+        arrival = time.perf_counter()
+        array = pixels.array
+        if not isinstance(array, np.ndarray) or array.ndim != 3 or array.shape[2] != 3 \
+                or array.dtype != np.uint8:
+            raise PreprocessError(
+                f'frame must be RGB uint8 (H, W, 3), got {getattr(array, "shape", None)} '
+                f'{getattr(array, "dtype", type(array).__name__)}')
+        crop = crop_frames(array, self.preprocess)[0]
+        if pixels.bgr:
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        elif not crop.flags.writeable:  # a view of the message: torch wants its own
+            crop = crop.copy()
+        signature = image_signature(crop, detector)
+        features = None
+        if self.rgb_features:
+            with torch.inference_mode():
+                image = test_transform(crop[None], self.preprocess, self.device)
+                features = self._backbone(image)[0]
+        return FramePayload(signature, features, arrival)
+
+    def joint_features(self, joints: np.ndarray) -> torch.Tensor:
+        """Model input of one frame for joints-only models: the joints (25, 3) as a tensor."""
+        return torch.from_numpy(np.array(joints)).to(self.device)
+
+
+def _traced_backbone(model: torch.nn.Module, preprocess: PreprocessConfig,
+                     device: torch.device) -> Any:
+    """Return the backbone traced for one frame, or the eager one if tracing changes it."""
+    example = torch.rand(1, 3, preprocess.output_size, preprocess.output_size,
+                         device=device)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            warnings.simplefilter('ignore', FutureWarning)  # torch.jit is deprecated
+            traced = torch.jit.trace(_Backbone(model), example, check_trace=False)
+        with torch.inference_mode():
+            same = all(torch.allclose(traced(example), model.backbone(example), rtol=0.0,
+                                      atol=1e-5) for _ in range(3))  # past the profiling runs
+    except Exception:  # noqa: BLE001 - tracing is an optimisation: fall back to eager
+        return model.backbone
+    return traced if same else model.backbone
+
+
+class _Backbone(torch.nn.Module):
+    """The model's per-frame layers as a module's forward (what tracing records)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.backbone(frames)
