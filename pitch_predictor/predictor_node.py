@@ -8,40 +8,48 @@ In:  ``/kinect2/qhd/image_color`` (sensor_msgs/Image; ``.../compressed`` with
      ``skeleton_type: marker_array``, MarkerArray).
 Out: ``/pitch/predicted_block`` (Int32), ``/pitch/block_probabilities``
      (Float32MultiArray, 9), ``/pitch/prediction_header`` (Header: stamp = start frame,
-     frame_id 'final' or 'early:<fraction>'), ``/pitch/early_estimate``
+     frame_id 'final' or 'early:<fraction>', see runtime.topics), ``/pitch/early_estimate``
      (Float32MultiArray: fraction, 9 probabilities), ``/diagnostics``,
      ``/pitch/annotated_image`` (when ``publish_annotated_image`` is true).
 
 Subscription callbacks only convert and ingest (crop, backbone features); decisions run
-on a :class:`DecisionWorker` thread, which publishes the results. With a two-stream
+on a :class:`DecisionWorker` thread, which publishes the results. One single-threaded
+executor runs every callback (the core is fed from one thread; it is not thread-safe).
+A publisher whose QoS cannot match an input subscription (a best-effort camera driver
+against the default reliable subscription) is reported: a throttled warning naming the
+topic and the fix, a counter and WARN in ``/diagnostics``. With a two-stream
 (RGB + joints) model, a window with too little of the skeleton tracked is not published
 (``windows_skipped_no_skeleton``, WARN in ``/diagnostics``; docs/node.md, "Skeleton gaps").
 """
 
+from collections import Counter
+import ctypes
+import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from pitch_predictor.runtime import messages
 from pitch_predictor.runtime import node_params
+from pitch_predictor.runtime import topics
 from pitch_predictor.runtime.node_params import ParameterError, ParamSpec
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult)
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (
+    HistoryPolicy, qos_policy_name_from_kind, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, Header, Int32
 from visualization_msgs.msg import MarkerArray
 
-FINAL_FRAME_ID = 'final'
 EXIT_BAD_PARAMETER = 2
 EXIT_MODEL_ERROR = 3
 
@@ -78,6 +86,7 @@ class PredictorNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(node_params.NODE_NAME, **node_kwargs)
         self._last_log: Dict[str, float] = {}
+        self.qos_events: Counter = Counter()  # incompatible publishers, per input
         self.values = self._declare_parameters()
         settings = node_params.NodeSettings(self.values)
 
@@ -86,6 +95,7 @@ class PredictorNode(Node):
         self.core = self._load_core(settings)
         self.worker = DecisionWorker(self.core.decide, self._publish_prediction,
                                      self._on_decision_error)
+        self._annotate = self.values['publish_annotated_image']
 
         reliability = (ReliabilityPolicy.RELIABLE if self.values['qos_reliability'] == 'reliable'
                        else ReliabilityPolicy.BEST_EFFORT)
@@ -93,27 +103,31 @@ class PredictorNode(Node):
                                depth=self.values['qos_depth'], reliability=reliability)
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                 reliability=ReliabilityPolicy.RELIABLE)
-        # One group per input: a backlog on one topic must not starve the other.
-        images, skeletons = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         image_type, on_image = ((CompressedImage, self._on_compressed_image)
                                 if settings.compressed else (Image, self._on_image))
-        image_sub = self.create_subscription(image_type, settings.image_topic.lstrip('/'),
-                                             on_image, input_qos, callback_group=images)
+        image_sub = self.create_subscription(
+            image_type, settings.image_topic.lstrip('/'), on_image, input_qos,
+            event_callbacks=self._qos_callbacks('images'))
         skeleton_type = MarkerArray if settings.skeleton_type == 'marker_array' else PoseArray
         self._to_joints = (messages.marker_array_to_joints if skeleton_type is MarkerArray
                            else messages.pose_array_to_joints)
         skeleton_sub = self.create_subscription(
             skeleton_type, settings.skeleton_topic.lstrip('/'), self._on_skeleton, input_qos,
-            callback_group=skeletons)
+            event_callbacks=self._qos_callbacks('skeletons'))
+        self._input_topics = {'images': image_sub.topic_name,
+                              'skeletons': skeleton_sub.topic_name}
 
-        self.block_pub = self.create_publisher(Int32, 'pitch/predicted_block', output_qos)
+        self.block_pub = self.create_publisher(Int32, topics.PREDICTED_BLOCK_TOPIC,
+                                               output_qos)
         self.probabilities_pub = self.create_publisher(
-            Float32MultiArray, 'pitch/block_probabilities', output_qos)
-        self.header_pub = self.create_publisher(Header, 'pitch/prediction_header', output_qos)
+            Float32MultiArray, topics.BLOCK_PROBABILITIES_TOPIC, output_qos)
+        self.header_pub = self.create_publisher(Header, topics.PREDICTION_HEADER_TOPIC,
+                                                output_qos)
         self.early_pub = self.create_publisher(
-            Float32MultiArray, 'pitch/early_estimate', output_qos)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.annotated_pub = self.create_publisher(Image, 'pitch/annotated_image', 2)
+            Float32MultiArray, topics.EARLY_ESTIMATE_TOPIC, output_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray,
+                                                     topics.DIAGNOSTICS_TOPIC, 10)
+        self.annotated_pub = self.create_publisher(Image, topics.ANNOTATED_IMAGE_TOPIC, 2)
 
         # Wall (steady) time: under use_sim_time without /clock, diagnostics keep coming.
         self.create_timer(self.values['diagnostics_period_s'], self._publish_diagnostics,
@@ -122,7 +136,7 @@ class PredictorNode(Node):
         self.get_logger().info(
             f'ready: model {self.core.model_name} ({self.core.checkpoint.path}, input '
             f'{self.core.input_kind}) on {self.core.device}, sampling method '
-            f'{self.core.sampling_method}, images '
+            f'{self.core.sampling_method}, {self.core.backend}, images '
             f'{image_sub.topic_name}, skeletons {skeleton_sub.topic_name} '
             f'({settings.skeleton_type}), QoS {self.values["qos_reliability"]} '
             f'depth {self.values["qos_depth"]}')
@@ -160,7 +174,8 @@ class PredictorNode(Node):
             raise StartupError(f'invalid settings: {exc}', EXIT_BAD_PARAMETER) from None
         try:
             return PredictorCore(path, core_config, device=settings.device,
-                                 submit=self._submit_decision, notify=self._log_throttled)
+                                 submit=self._submit_decision, notify=self._log_throttled,
+                                 backend=settings.inference_backend)
         except (CheckpointError, DeviceError, CoreConfigError) as exc:
             hint = '' if settings.model_path else (
                 ' (model_path is empty, so the shipped model was used: set model_path '
@@ -173,15 +188,15 @@ class PredictorNode(Node):
         self.worker.submit(job)
 
     def _on_image(self, msg: Image) -> None:
-        self._ingest_frame(msg, messages.image_msg_to_rgb)
+        self._ingest_frame(msg, messages.image_msg_to_pixels)
 
     def _on_compressed_image(self, msg: CompressedImage) -> None:
-        self._ingest_frame(msg, messages.compressed_msg_to_rgb)
+        self._ingest_frame(msg, messages.compressed_msg_to_pixels)
 
-    def _ingest_frame(self, msg: Any, to_rgb: Any) -> None:
-        rgb, _ = self.core.ingest_image_msg(msg, to_rgb)
-        if rgb is not None and self.values['publish_annotated_image']:
-            self._publish_annotated(msg.header, rgb)
+    def _ingest_frame(self, msg: Any, to_pixels: Callable[[Any], Any]) -> None:
+        taken, _ = self.core.ingest_image_msg(msg, to_pixels)
+        if taken and self._annotate:
+            self._publish_annotated(msg.header, to_pixels(msg).rgb())
 
     def _on_skeleton(self, msg: Any) -> None:
         self.core.ingest_skeleton_msg(msg, self._to_joints)
@@ -197,6 +212,7 @@ class PredictorNode(Node):
                 new_values = {**self.values, **changes}
                 self.core.configure(node_params.core_config_from(new_values))
                 self.values = new_values
+                self._annotate = new_values['publish_annotated_image']
         except (ParameterError, ValueError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         if changes:
@@ -208,12 +224,12 @@ class PredictorNode(Node):
         probabilities = [float(p) for p in prediction.probabilities]
         header = Header(stamp=_stamp(prediction.start_stamp_ns))
         if prediction.early:
-            header.frame_id = f'early:{prediction.fraction_seen:.3f}'
+            header.frame_id = topics.early_frame_id(prediction.fraction_seen)
             self.early_pub.publish(Float32MultiArray(
                 data=[float(prediction.fraction_seen)] + probabilities))
             self.header_pub.publish(header)
             return
-        header.frame_id = FINAL_FRAME_ID
+        header.frame_id = topics.FINAL_FRAME_ID
         self.probabilities_pub.publish(Float32MultiArray(data=probabilities))
         self.block_pub.publish(Int32(data=int(prediction.block)))
         self.header_pub.publish(header)
@@ -250,6 +266,8 @@ class PredictorNode(Node):
         dropped = counters.get('frames_missing', 0) + counters.get(
             'decisions.superseded_final', 0)
         skipped = counters.get('windows_skipped_no_skeleton', 0)
+        counters.update({f'qos_incompatible.{k}': v for k, v in self.qos_events.items()})
+        incompatible = sum(self.qos_events.values())
         latency = core.latency_percentiles()
         values = {
             'frames_received': counters.get('frames_received', 0),
@@ -262,10 +280,13 @@ class PredictorNode(Node):
             'latency_last_ms': f'{latency["last"] * 1e3:.1f}',
             'latency_p50_ms': f'{latency["p50"] * 1e3:.1f}',
             'latency_p95_ms': f'{latency["p95"] * 1e3:.1f}',
+            'ingest_mean_ms': f'{core.stats.ingest_mean_ms():.2f}',
             'device': str(core.device),
             'model': core.model_name,
             'input_kind': core.input_kind,
             'sampling_method': core.sampling_method,
+            'inference_backend': core.backend,
+            'qos_incompatible': incompatible,
         }
         if core.two_stream:
             values['windows_skipped_no_skeleton'] = skipped
@@ -274,11 +295,15 @@ class PredictorNode(Node):
         values.update(sorted(counters.items()))
         failed = counters.get('decisions.failed', 0)
         level = DiagnosticStatus.ERROR if failed else (
-            DiagnosticStatus.WARN if rejected or dropped or skipped else DiagnosticStatus.OK)
+            DiagnosticStatus.WARN if rejected or dropped or skipped or incompatible
+            else DiagnosticStatus.OK)
         problems = ([f'{rejected} inputs rejected, {dropped} frames dropped']
                     if rejected or dropped else [])
         if skipped:
             problems.append(f'{skipped} windows skipped: skeleton missing')
+        for kind, count in sorted(self.qos_events.items()):
+            problems.append(f'{count} publishers on {self._input_topics[kind]} with '
+                            'incompatible QoS (see qos_reliability)')
         message = 'decisions failing' if failed else '; '.join(problems) or 'running'
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: pitch predictor', message=message,
@@ -289,6 +314,18 @@ class PredictorNode(Node):
         return array
 
     # ------------------------------------------------------------------ errors
+    def _qos_callbacks(self, kind: str) -> SubscriptionEventCallbacks:
+        def on_incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
+            self.qos_events[kind] += max(1, int(info.total_count_change))
+            policy = qos_policy_name_from_kind(info.last_policy_kind)
+            fix = ('the publisher is best effort: set qos_reliability: best_effort (and '
+                   'expect lost fragments of large raw images; compressed images help)'
+                   if policy == 'RELIABILITY' else "make the publisher's QoS match")
+            self._log_throttled(f'qos_incompatible.{kind}', (
+                f'a publisher on {self._input_topics[kind]} has incompatible QoS '
+                f'({policy}): nothing arrives from it; {fix}'))
+        return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
+
     def _log_throttled(self, key: str, message: str) -> None:
         now = time.monotonic()
         if now - self._last_log.get(key, -1e9) >= self.values['log_throttle_s']:
@@ -306,8 +343,16 @@ class PredictorNode(Node):
         super().destroy_node()
 
 
-def main(args: Optional[List[str]] = None) -> int:
-    """Run the node until SIGINT/SIGTERM; return the exit code (0 on a clean stop)."""
+def main(args: Optional[List[str]] = None, exit_process: bool = True) -> int:
+    """
+    Run the node until SIGINT/SIGTERM; return the exit code (0 on a clean stop).
+
+    ``exit_process``: once the node and rclpy are shut down, end the process at once
+    (``os._exit``) instead of letting the interpreter free every object and unload torch
+    and DDS: that took 1.3 s after 40 s of 30 Hz load here, most of the time to stop
+    (docs/node.md, "Stopping"). Nothing is left to clean: the worker has stopped, the
+    node is destroyed, rclpy is shut down, and output is flushed first.
+    """
     rclpy.init(args=args)
     node = None
     code = 0
@@ -325,6 +370,11 @@ def main(args: Optional[List[str]] = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if exit_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ctypes.CDLL(None).fflush(None)  # rcutils' console log is C stdio
+        os._exit(code)
     return code
 
 

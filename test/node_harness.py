@@ -4,7 +4,9 @@ Drive a real ``predictor_node`` process over DDS from a test: inputs, outputs, d
 Everything waits on events (matched endpoints, received messages), never on fixed sleeps.
 """
 
+import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,10 +15,39 @@ import time
 from typing import Callable, Collection, Dict, List, Optional, Sequence
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECOND = 1_000_000_000
 FRAME_NS = 33_333_333
+
+
+# In CI a missing ROS 2 or colcon is a broken environment, not a reason to skip.
+IN_CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+def require_module(name: str):
+    """Import and return module ``name``: skip the test without it, fail in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f'{name} is required in CI (CI=true) but cannot be imported: {exc}',
+                        pytrace=False)
+        pytest.skip(f'{name} is not installed', allow_module_level=True)
+
+
+def require_tool(name: str, search: Optional[str] = None) -> str:
+    """Return the path of executable ``name`` (``search``: a PATH): skip without it, fail in CI."""
+    path = shutil.which(name, path=search) or shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f'{name} is required in CI (CI=true) but is not on PATH',
+                        pytrace=False)
+        pytest.skip(f'{name} is not installed')
+    return path
 
 
 def node_command(ros_args: Sequence[str]) -> List[str]:

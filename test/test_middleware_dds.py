@@ -6,10 +6,11 @@ import subprocess
 import sys
 import time
 
+from node_harness import require_module
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+rclpy = require_module('rclpy')
 
 HERE = Path(__file__).resolve().parent
 COUNT = 10

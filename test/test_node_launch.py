@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 
-from node_harness import NodeProcess, ROOT, TestPeer
+from node_harness import NodeProcess, require_module, ROOT, TestPeer
 from pitch_predictor.runtime import node_params
 import pytest
 from runtime_fixtures import make_checkpoint
@@ -99,7 +99,7 @@ def _launch_ros_args(constants: dict, tmp_path: Path, namespace: str,
 @pytest.mark.ros
 @pytest.mark.slow
 def test_node_runs_with_the_launch_arguments(launch, tmp_path):
-    pytest.importorskip('rclpy')
+    require_module('rclpy')
     constants, _ = launch
     executable = shutil.which(constants['EXECUTABLE'],
                               path=str(Path(sys.executable).parent))

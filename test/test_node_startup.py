@@ -3,10 +3,10 @@
 from pathlib import Path
 import subprocess
 
-from node_harness import node_command, ROOT
+from node_harness import node_command, require_module, ROOT
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+rclpy = require_module('rclpy')
 
 pytestmark = [pytest.mark.ros]
 

@@ -8,13 +8,17 @@ Skeleton gaps follow docs/node.md, "Skeleton gaps": a short one is filled and de
 a long one gets no prediction and shows in ``/diagnostics`` at WARN level.
 """
 
-from node_harness import FRAME_NS, node_command, NodeProcess, SECOND, TestPeer
+import signal
+import time
+
+from node_harness import (
+    FRAME_NS, node_command, NodeProcess, require_module, SECOND, TestPeer)
 import numpy as np
 from pitch_predictor.runtime.core import CoreConfig, PredictorCore
 import pytest
 from runtime_fixtures import make_checkpoint, synthetic_trial
 
-rclpy = pytest.importorskip('rclpy')
+rclpy = require_module('rclpy')
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -189,6 +193,8 @@ def test_the_limit_changes_at_run_time(node, peer, checkpoint, trial, streams, s
     np.testing.assert_allclose(probabilities, final[0].probabilities, atol=1e-5)
 
 
-def test_node_stops_cleanly(node):
-    assert node.stop() == 0
+def test_sigterm_stops_the_node_cleanly(node):
+    started = time.monotonic()
+    assert node.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 1.0
     assert 'Traceback' not in node.log(), node.log()

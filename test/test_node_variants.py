@@ -3,14 +3,15 @@
 import time
 
 import cv2
-from node_harness import FRAME_NS, node_command, NodeProcess, SECOND, TestPeer
+from node_harness import (
+    FRAME_NS, node_command, NodeProcess, require_module, SECOND, TestPeer)
 import numpy as np
 from pitch_predictor.runtime.core import PredictorCore
 from pitch_predictor.runtime.messages import K4ABT_FOR_KINECT_V2
 import pytest
 from runtime_fixtures import make_checkpoint, synthetic_trial
 
-rclpy = pytest.importorskip('rclpy')
+rclpy = require_module('rclpy')
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

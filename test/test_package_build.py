@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+from node_harness import require_tool
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,8 +18,7 @@ SKIP = shutil.ignore_patterns('.venv', '.git', 'data', 'runs', 'build', 'install
 @pytest.fixture(scope='module')
 def installed(tmp_path_factory):
     """colcon-build a copy of the package; return its install prefix."""
-    if shutil.which('colcon', path=str(VENV_BIN)) is None and shutil.which('colcon') is None:
-        pytest.skip('colcon is not installed')
+    require_tool('colcon', str(VENV_BIN))
     ws = tmp_path_factory.mktemp('ws')
     shutil.copytree(ROOT, ws / 'src' / 'pitch_predictor', ignore=SKIP)
     env = dict(os.environ, PATH=f'{VENV_BIN}{os.pathsep}{os.environ["PATH"]}')

@@ -86,6 +86,10 @@ def default_params_file() -> Optional[Path]:
     return node_default()
 
 
+# Private DDS domains the evaluator draws from when none is set (0 is the default one).
+PRIVATE_DOMAIN_IDS = (50, 101)
+
+
 def isolate_dds_domain() -> str:
     """
     Give this process (and the node it starts) a private DDS domain on localhost.
@@ -94,7 +98,10 @@ def isolate_dds_domain() -> str:
     a replay must not feed (or be fed by) a robot's live nodes on the default domain.
     """
     if 'ROS_DOMAIN_ID' not in os.environ:
-        os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(110, 199))
+        # 0..101 only: higher IDs map to UDP ports in Linux's ephemeral range (32768+),
+        # where another socket can take them (intermittent discovery failures).
+        os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(
+            PRIVATE_DOMAIN_IDS[0], PRIVATE_DOMAIN_IDS[1]))
         os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     return os.environ['ROS_DOMAIN_ID']
 
