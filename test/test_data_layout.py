@@ -189,7 +189,7 @@ def test_cache_errors_name_the_file(tmp_path):
 
 @pytest.fixture(scope='module')
 def miss_trials():
-    """A few rendered misses (intended != actual block) at a small size."""
+    """Render a few misses (intended != actual block) at a small size."""
     cfg = replace(SimConfig(participants=1, trials_per_block=2, seed=5), width=213, height=120)
     _, misses = plan_dataset(cfg, include_misses=True)
     assert len(misses) >= 2

@@ -65,7 +65,7 @@ class TrialRecord:
     intended_block: int = 0  # 1..9, the block aimed at (== block in a dataset of hits)
 
     def __post_init__(self) -> None:
-        """Default the intended block to the block hit."""
+        """Set the intended block to the block hit when none is given."""
         if not self.intended_block:
             self.intended_block = self.block
 
