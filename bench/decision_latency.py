@@ -7,15 +7,20 @@ each frame arrived. The alternative, a pipeline on pre-cut clips like the paper'
 computes every frame's CNN features at decision time: from the stored crops
 (test transform + backbone for all 40 frames), or from the raw camera frames (crop as
 well). All three give the same probabilities (checked); only the wait differs. The fast
-model (the shipped one when present) and the paper-size model (random weights), CPU.
+model (the shipped one when present) and the paper-size model (random weights), CPU,
+one torch thread (the node's setting). The three paths take turns call by call; min /
+median / max per path, the load before and after, and a ratio is marked as noise when
+the medians differ by less than the spread of either.
 """
 
+import os
 import sys
 import tempfile
+import time
 from typing import Dict, List
 
 from bench_models import bench_checkpoint
-from machine import machine_line, ratio_line, time_call
+from machine import machine_line, ratio_line
 import numpy as np
 from pitch_predictor.kinect import WINDOW
 from pitch_predictor.preprocessing import crop_frames
@@ -47,8 +52,15 @@ def measure(core: PredictorCore, repeat: int) -> Dict[str, List[float]]:
         diff = float(np.abs(fn() - reference).max())
         if diff > 1e-4:
             raise AssertionError(f'{fn.__name__} disagrees with the cached path by {diff}')
-    return {name: time_call(fn, repeat, warmup=1) for name, fn in
-            (('cached', from_cache), ('crops', from_crops), ('raw', from_raw))}
+    paths = (('cached', from_cache), ('crops', from_crops), ('raw', from_raw))
+    times: Dict[str, List[float]] = {name: [] for name, _ in paths}
+    for round_ in range(repeat + 1):
+        for name, fn in paths:  # interleaved: a change of load hits every path
+            t0 = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def ms(values: List[float], q: float) -> float:
@@ -56,34 +68,48 @@ def ms(values: List[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
 
+def spread_note(a: List[float], b: List[float]) -> str:
+    """Say when two medians differ by less than the spread of either."""
+    gap = abs(float(np.median(a)) - float(np.median(b)))
+    spread = min(max(a) - min(a), max(b) - min(b))
+    return '' if gap > spread else ', noise: medians within the spread'
+
+
 def main() -> int:
     """Measure and print the latency table and ratios."""
+    torch.set_num_threads(1)  # the node's torch_threads default
     print('# Decision latency: cached features vs recomputing CNN features at decision time')
     print(machine_line())
-    print('\n| model | sampling | path | p50 ms | p95 ms |')
+    print('\n| model | sampling | path | min / median / max ms | load before, after |')
     print('|---|---|---|---|---|')
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in ('fast', 'paper'):
             path, label = bench_checkpoint(tmp, size)
             core = PredictorCore(path, device='cpu', notify=lambda key, message: None)
+            load = os.getloadavg()[0]
             times = measure(core, REPEATS[size])
+            load_after = os.getloadavg()[0]
             results[size] = times
             names = {'cached': 'cached features (the node)',
                      'crops': 'recompute from stored crops',
                      'raw': 'recompute from 960x540 camera frames'}
             for key, name in names.items():
+                v = np.asarray(times[key]) * 1e3
                 print(f'| {label} | method {core.sampling_method} | {name} | '
-                      f'{ms(times[key], 50):.1f} | {ms(times[key], 95):.1f} |')
+                      f'{v.min():.1f} / {float(np.median(v)):.1f} / {v.max():.1f} | '
+                      f'{load:.1f}, {load_after:.1f} |')
             del core
     print()
     for size in ('fast', 'paper'):
         t = results[size]
         cached = ms(t['cached'], 50)
-        print(ratio_line(f'decision latency p50, recompute from crops / cached ({size} model)',
+        print(ratio_line(f'decision latency median, recompute from crops / cached ({size} '
+                         f'model, 1 thread{spread_note(t["crops"], t["cached"])})',
                          ms(t['crops'], 50) / cached))
-        print(ratio_line(f'decision latency p50, recompute from camera frames / cached '
-                         f'({size} model)', ms(t['raw'], 50) / cached))
+        print(ratio_line(f'decision latency median, recompute from camera frames / cached '
+                         f'({size} model, 1 thread{spread_note(t["raw"], t["cached"])})',
+                         ms(t['raw'], 50) / cached))
     return 0
 
 

@@ -1,23 +1,25 @@
 """
-CPU inference: eager PyTorch against torch.compile and against ONNX Runtime.
+CPU inference at the node's settings: eager PyTorch, TorchScript, torch.compile, ONNX Runtime.
 
 The two things the node runs: the per-frame backbone (one frame, batch 1, on every
 arriving frame) and the decision (``forward_features`` over the Table II test clips
-of cached features, batch = number of clips). Each backend gets the same inputs; its
-outputs are checked against eager PyTorch; the time to get it ready (compile, export +
-session) is reported apart from the steady-state latency. Same thread count for all
-(torch's default here; ONNX Runtime's intra-op threads set to match), plus eager
-PyTorch on one thread.
+of cached features, batch = number of clips). Every backend runs on one thread, as the
+node does (``torch_threads: 1``; ONNX Runtime intra- and inter-op threads 1), on the
+same inputs; outputs are checked against eager PyTorch; the time to get it ready
+(trace, compile, export + session) is reported apart. The backends take turns call by
+call (a change of the machine's load hits all of them); min / median / max per
+backend, the load average before and after each workload, and a ratio is marked as
+noise when the medians differ by less than the spread of either.
 """
 
 import os
 import sys
 import tempfile
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 from bench_models import bench_checkpoint
-from machine import machine_line, ratio_line, time_call
+from machine import machine_line, ratio_line
 import numpy as np
 from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.kinect import WINDOW
@@ -60,10 +62,17 @@ def backends(module: nn.Module, example: torch.Tensor, tmp: str, tag: str) -> Di
     with torch.inference_mode():
         reference = module(example)
     out['eager'] = {'ready_s': 0.0, 'run': lambda: _no_grad(module, example), 'diff': 0.0}
-    # On a busy machine torch's OpenMP threads spin waiting for each other, which can
-    # make small per-frame operations many times slower: one thread shows that cost.
-    out['eager, 1 thread'] = {'ready_s': 0.0, 'run': lambda: _no_grad(module, example),
-                              'diff': 0.0, 'threads': 1}
+
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(module, (example,), check_trace=False)
+            result = traced(example)
+        out['torchscript'] = {'ready_s': time.perf_counter() - t0,
+                              'run': lambda: _no_grad(traced, example),
+                              'diff': float((result - reference).abs().max())}
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports, never stops
+        out['torchscript'] = {'error': f'{type(exc).__name__}: {str(exc)[:200]}'}
 
     t0 = time.perf_counter()
     try:
@@ -82,7 +91,8 @@ def backends(module: nn.Module, example: torch.Tensor, tmp: str, tag: str) -> Di
         torch.onnx.export(module, (example,), path, input_names=['x'], output_names=['y'],
                           dynamo=False, opset_version=17)
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(path, options,
                                                providers=['CPUExecutionProvider'])
         feed = {'x': example.numpy()}
@@ -100,13 +110,28 @@ def _no_grad(module: Callable, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
+def interleaved(runs: Dict[str, Callable], repeat: int) -> Dict[str, List[float]]:
+    """Call every run once per round, ``repeat`` rounds after two warm-up rounds; ms."""
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for round_ in range(repeat + 2):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            if round_ >= 2:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def main() -> int:
     """Measure and print the backend table and ratios."""
-    print('# CPU inference: eager PyTorch vs torch.compile vs ONNX Runtime')
+    torch.set_num_threads(1)  # the node's torch_threads default
+    print("# CPU inference at the node's settings (1 thread): eager, TorchScript, "
+          'torch.compile, ONNX Runtime')
     print(machine_line())
     import onnxruntime
     print(f'onnxruntime {onnxruntime.__version__}')
-    print('\n| model | workload | backend | ready (s) | p50 ms | p95 ms | max abs diff vs eager |')
+    print('\n| model | workload | backend | ready (s) | min / median / max ms | '
+          'max abs diff vs eager | load before, after |')
     print('|---|---|---|---|---|---|---|')
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,25 +153,28 @@ def main() -> int:
             )
             for w, (workload, module, example) in enumerate(workloads):
                 found = backends(module, example, tmp, f'{size}{w}')
-                eager = None
+                ready = {b: i for b, i in found.items() if 'error' not in i}
                 for backend, info in found.items():
                     if 'error' in info:
                         print(f'| {label} | {workload} | {backend} | failed: {info["error"]} |'
                               ' | | |')
-                        continue
-                    threads = torch.get_num_threads()
-                    torch.set_num_threads(info.get('threads', threads))
-                    times = np.asarray(time_call(info['run'], REPEATS[size])) * 1e3
-                    torch.set_num_threads(threads)
-                    p50 = float(np.percentile(times, 50))
-                    if backend == 'eager':
-                        eager = p50
-                    else:
-                        ratios.append((f'{workload.split(",")[0]} p50, eager / {backend} '
-                                       f'({size} model)', eager / p50))
+                load_before = os.getloadavg()[0]
+                times = interleaved({b: i['run'] for b, i in ready.items()}, REPEATS[size])
+                load_after = os.getloadavg()[0]
+                eager = times['eager']
+                for backend, values in times.items():
+                    info = ready[backend]
                     print(f'| {label} | {workload} | {backend} | {info["ready_s"]:.1f} | '
-                          f'{p50:.2f} | {float(np.percentile(times, 95)):.2f} | '
-                          f'{info["diff"]:.1e} |')
+                          f'{min(values):.2f} / {float(np.median(values)):.2f} / '
+                          f'{max(values):.2f} | {info["diff"]:.1e} | '
+                          f'{load_before:.1f}, {load_after:.1f} |')
+                    if backend != 'eager':
+                        gap = abs(float(np.median(eager)) - float(np.median(values)))
+                        spread = min(max(eager) - min(eager), max(values) - min(values))
+                        note = '' if gap > spread else ', noise: medians within the spread'
+                        ratios.append((f'{workload.split(",")[0]} median, eager / {backend} '
+                                       f'({size} model, 1 thread{note})',
+                                       float(np.median(eager)) / float(np.median(values))))
             del model
     print('\n(ratio > 1: the alternative backend is faster than eager PyTorch)\n')
     for what, value in ratios:

@@ -111,9 +111,9 @@ class PredictorCore:
         self.counters = self.stats.counters
         self.last_prediction: Optional[Prediction] = None
         self.last_joints: Optional[np.ndarray] = None
-        self._encoder = FrameEncoder(self.model, self.preprocess, self.device,
-                                     rgb_features=self.input_kind != 'joints',
-                                     backend=backend)
+        self.encoder = FrameEncoder(self.model, self.preprocess, self.device,
+                                    rgb_features=self.input_kind != 'joints',
+                                    backend=backend)
         self._runner = ClipRunner(self.model, self.input_kind, backend, self._notify)
         self._stamps = FrameStamps(self.counters, self._notify, self.count_rejection)
         self._skeletons = SkeletonHold(self.counters, self._notify)
@@ -224,7 +224,7 @@ class PredictorCore:
         if not self._stamps.accept(stamp_ns):
             return []
         try:
-            payload = self._encoder.encode(pixels, self.config.detector)
+            payload = self.encoder.encode(pixels, self.config.detector)
         except PreprocessError as exc:
             self.count_rejection('frame', 'bad_size', str(exc))
             return []
@@ -317,7 +317,7 @@ class PredictorCore:
                 # A joints model cannot use a frame without a skeleton: restart.
                 self._reset_state()
                 return []
-            features = self._encoder.joint_features(joints)
+            features = self.encoder.joint_features(joints)
         due = self._windows.add(sample.stamp_ns, features, joints, source,
                                 sample.payload.signature, self._skeletons.lost)
         return [self._job(d, sample.payload.arrival_s) for d in due]

@@ -68,8 +68,12 @@ class FrameEncoder:
         if self.rgb_features:
             with torch.inference_mode():
                 image = test_transform(crop[None], self.preprocess, self.device)
-                features = self._backbone(image)[0]
+                features = self.frame_features(image)[0]
         return FramePayload(signature, features, arrival)
+
+    def frame_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Run the model's per-frame part on network input ``(N, 3, S, S)`` (N = 1 traced)."""
+        return self._backbone(images)
 
     def joint_features(self, joints: np.ndarray) -> torch.Tensor:
         """Model input of one frame for joints-only models: the joints (25, 3) as a tensor."""

@@ -1,0 +1,176 @@
+"""
+The node's decision latency inside its own threads, per inference backend (A/B).
+
+Runs the node's code path without DDS: a :class:`PredictorCore` whose decisions go to
+the node's :class:`DecisionWorker` thread, fed from this thread at 30 Hz with 960x540
+bgr8 image messages (``array.array`` data, as rclpy delivers them) and skeletons, as the
+executor's callbacks do, so decisions compete with ingest for the GIL as in the node.
+One torch thread (the node's ``torch_threads`` default) and its default parameters.
+Backends alternate round by round (eager, torchscript, eager, ...) so that a change in
+the machine's load hits both; each round's load average is printed. Reported per model
+and backend over the rounds: min / median / max of the rounds' p95 (and p50) of the
+in-node decision latency (newest frame's arrival -> probabilities), and the mean ingest
+per frame. Outputs are checked: both backends give the same probabilities (1e-5).
+
+    python bench/node_decision.py [--rounds 3] [--pitches 3] [--models default two_stream_2d]
+"""
+
+import argparse
+import array
+import os
+from pathlib import Path
+import sys
+import tempfile
+import threading
+import time
+from types import SimpleNamespace
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'test'))
+
+from machine import machine_line, ratio_line  # noqa: E402
+import numpy as np  # noqa: E402
+from pitch_predictor.runtime.core import PredictorCore  # noqa: E402
+from pitch_predictor.runtime.decision_worker import DecisionWorker  # noqa: E402
+from pitch_predictor.runtime.messages import image_msg_to_pixels  # noqa: E402
+from pitch_predictor.runtime.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S  # noqa: E402
+from pitch_predictor.shipped_model import default_model_path  # noqa: E402
+from runtime_fixtures import make_checkpoint, synthetic_trial  # noqa: E402
+import torch  # noqa: E402
+
+BACKENDS = ('eager', 'torchscript')
+NODE_TORCH_THREADS = 1  # the node's torch_threads default (config/predictor.yaml)
+
+
+def bgr8_message(bgr: bytes, width: int, height: int, stamp_ns: int) -> SimpleNamespace:
+    """Return a sensor_msgs/Image as rclpy delivers it (data as array.array)."""
+    stamp = SimpleNamespace(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp), height=height, width=width,
+                           encoding='bgr8', step=width * 3, data=array.array('B', bgr))
+
+
+def one_round(path: Path, backend: str, pitches: int, trial) -> Dict[str, object]:
+    """Feed ``pitches`` pitches at 30 Hz; return latencies, ingest times, probabilities."""
+    frames, joints = trial
+    height, width = frames.shape[1:3]
+    bgr = [np.ascontiguousarray(f[..., ::-1]).tobytes() for f in frames]
+    predictions: List = []
+    lock = threading.Lock()
+
+    def deliver(prediction) -> None:
+        with lock:
+            predictions.append(prediction)
+
+    jobs: List = []  # the worker, once it exists (the node wires them the same way)
+    core = PredictorCore(path, device='cpu', backend=backend,
+                         submit=lambda job: jobs[0].submit(job),
+                         notify=lambda key, message: None)
+    worker = DecisionWorker(core.decide, deliver, lambda exc: print('error', exc))
+    jobs.append(worker)
+    ingest = []
+    load = os.getloadavg()[0]
+    start = time.monotonic()
+    k = 0
+    for pitch in range(pitches):
+        first = (pitch + 1) * 60 * 1_000_000_000  # a minute apart: the stream restarts
+        for i in range(len(frames)):
+            stamp = first + i * FRAME_PERIOD_NS
+            msg = bgr8_message(bgr[i], width, height, stamp)
+            t0 = time.perf_counter()
+            core.ingest_joints(stamp, joints[i])
+            core.ingest_image_msg(msg, image_msg_to_pixels)
+            ingest.append(time.perf_counter() - t0)
+            k += 1
+            wait = start + k * FRAME_PERIOD_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+    deadline = time.monotonic() + 10
+    while worker.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    finals = [p for p in predictions if not p.early]
+    early = [p for p in predictions if p.early]
+    return {
+        'final_ms': [p.decision_latency_s * 1e3 for p in finals],
+        'early_ms': [p.decision_latency_s * 1e3 for p in early],
+        'ingest_ms': [t * 1e3 for t in ingest],
+        'probabilities': [p.probabilities for p in finals],
+        'load': load, 'superseded': worker.snapshot(),
+    }
+
+
+def _mmm(values: List[float]) -> str:
+    if not values:
+        return '-'
+    return f'{min(values):.1f} / {float(np.median(values)):.1f} / {max(values):.1f}'
+
+
+def models(names: List[str], tmp: Path) -> List[tuple]:
+    """Checkpoints to measure: the node's default model and random fast variants."""
+    out = []
+    for name in names:
+        if name == 'default':
+            out.append((f'default model ({default_model_path().name})', default_model_path()))
+        else:
+            path = make_checkpoint(tmp / f'{name}.pt', name)
+            out.append((f'{name} fast config, random weights', path))
+    return out
+
+
+def main() -> int:
+    """Measure and print the A/B table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--pitches', type=int, default=3)
+    parser.add_argument('--models', nargs='+',
+                        default=['default', 'convgru1d_alexnet', 'two_stream_2d'])
+    args = parser.parse_args()
+    torch.set_num_threads(NODE_TORCH_THREADS)
+    print("# The node's decision latency in its threads: eager vs TorchScript (A/B)")
+    print(machine_line())
+    trial = synthetic_trial(width=960, height=540)
+    print(f'\n{args.pitches} pitches per round at 30 Hz (960x540 bgr8), {args.rounds} '
+          'rounds per backend, alternating; min / median / max over rounds\n')
+    print('| model | backend | round load (1 min) | final p50 ms | final p95 ms '
+          '| early p95 ms | ingest mean ms | finals |')
+    print('|---|---|---|---|---|---|---|---|')
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, path in models(args.models, Path(tmp)):
+            rounds: Dict[str, List[dict]] = {b: [] for b in BACKENDS}
+            for _ in range(args.rounds):
+                for backend in BACKENDS:
+                    rounds[backend].append(one_round(path, backend, args.pitches, trial))
+            reference = rounds['eager'][0]['probabilities']
+            for backend in BACKENDS:
+                for r in rounds[backend]:
+                    for a, b in zip(reference, r['probabilities']):
+                        diff = float(np.abs(a - b).max())
+                        if diff > 1e-5:
+                            raise AssertionError(f'{label} {backend}: probabilities differ '
+                                                 f'by {diff}')
+                rs = rounds[backend]
+                p50 = [float(np.percentile(r['final_ms'], 50)) for r in rs if r['final_ms']]
+                p95 = [float(np.percentile(r['final_ms'], 95)) for r in rs if r['final_ms']]
+                e95 = [float(np.percentile(r['early_ms'], 95)) for r in rs if r['early_ms']]
+                ingest = [float(np.mean(r['ingest_ms'])) for r in rs]
+                summary[label, backend] = (p95, ingest)
+                print(f'| {label} | {backend} | {_mmm([r["load"] for r in rs])} | '
+                      f'{_mmm(p50)} | {_mmm(p95)} | {_mmm(e95)} | {_mmm(ingest)} | '
+                      f'{sum(len(r["final_ms"]) for r in rs)} |', flush=True)
+    print('\n(latency: newest frame of the decision arrives in the core -> probabilities; '
+          'ingest: skeleton + image message -> features cached, per frame)\n')
+    for label, _ in [(k[0], None) for k in summary if k[1] == 'eager']:
+        eager, traced = summary[label, 'eager'][0], summary[label, 'torchscript'][0]
+        if eager and traced:
+            spread = max(eager) - min(eager)
+            gain = float(np.median(eager)) - float(np.median(traced))
+            note = '' if abs(gain) > spread else " (within the rounds' spread: noise)"
+            print(ratio_line(f'final decision p95, eager / torchscript ({label}){note}',
+                             float(np.median(eager)) / float(np.median(traced))))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
