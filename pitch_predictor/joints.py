@@ -45,8 +45,13 @@ FEATURES_PER_JOINT = len(FEATURE_NAMES)
 FEATURES_PER_FRAME = NUM_JOINTS * FEATURES_PER_JOINT
 
 # Named channel selections of the 7 per joint (the models' ``features`` config values):
-# 'centred' every channel, 'centred_velocity' velocity and validity only.
-CHANNELS = {'centred': FEATURE_NAMES, 'centred_velocity': ('vx', 'vy', 'vz', 'valid')}
+# 'centred' every channel, 'centred_velocity' velocity and validity only; the 'metric'
+# kinds are the same channels in metres (no division by the torso length): the ball's
+# flight depends on the absolute release height and speed, which the scale would fold
+# into the pitcher's size.
+CHANNELS = {'centred': FEATURE_NAMES, 'centred_velocity': ('vx', 'vy', 'vz', 'valid'),
+            'metric': FEATURE_NAMES, 'metric_velocity': ('vx', 'vy', 'vz', 'valid')}
+UNSCALED = ('metric', 'metric_velocity')
 
 SPINE_BASE = JOINT_INDEX['SpineBase']
 SPINE_SHOULDER = JOINT_INDEX['SpineShoulder']
@@ -122,11 +127,12 @@ def _assemble(position: torch.Tensor, valid: torch.Tensor, previous: torch.Tenso
     return torch.cat([position, velocity, valid.unsqueeze(-1).to(position.dtype)], dim=-1)
 
 
-def centred_joint_features(joints: torch.Tensor) -> torch.Tensor:
+def centred_joint_features(joints: torch.Tensor, scaled: bool = True) -> torch.Tensor:
     """
     Return the body-frame features of whole clips: ``(B, T, 25, 3) -> (B, T, 25, 7)``.
 
     See the module docstring for the frame and the 7 values per joint. NaN-free output.
+    ``scaled=False`` keeps metres (origin and heading only, see :data:`UNSCALED`).
     """
     if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
         raise ValueError(f'joint features expect joints (B, T, {NUM_JOINTS}, 3), got '
@@ -135,6 +141,8 @@ def centred_joint_features(joints: torch.Tensor) -> torch.Tensor:
     valid = joint_validity(joints)
     joints = _zero_missing(joints, valid)
     origin, right, scale, ok = body_frame(joints, valid)  # per frame (B, T, ...)
+    if not scaled:
+        scale = torch.ones_like(scale)
     seen = torch.cumsum(ok.to(torch.int64), dim=1)
     # The first ok frame of each clip; a sum with one non-zero term copies it exactly.
     first = (ok & (seen == 1)).to(joints.dtype)
@@ -173,12 +181,13 @@ def init_feature_state(batch: int, device=None) -> JointFeatureState:
         valid=torch.zeros(batch, NUM_JOINTS, dtype=torch.bool, device=device))
 
 
-def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState
-                                ) -> Tuple[torch.Tensor, JointFeatureState]:
+def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState,
+                                scaled: bool = True) -> Tuple[torch.Tensor, JointFeatureState]:
     """
     Features of one frame ``(B, 25, 3) -> (B, 25, 7)`` and the new state.
 
-    Feeding a clip's frames in order gives :func:`centred_joint_features` of the clip.
+    Feeding a clip's frames in order gives :func:`centred_joint_features` of the clip
+    (with the same ``scaled``).
     """
     if joints.dim() != 3 or tuple(joints.shape[1:]) != (NUM_JOINTS, 3):
         raise ValueError(f'joint features expect one frame (B, {NUM_JOINTS}, 3), got '
@@ -187,6 +196,8 @@ def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState
     valid = joint_validity(joints)
     joints = _zero_missing(joints, valid)
     origin, right, scale, ok = body_frame(joints, valid)
+    if not scaled:
+        scale = torch.ones_like(scale)
     take = ok & ~state.found
     origin = torch.where(take.unsqueeze(-1), origin, state.origin)
     right = torch.where(take.unsqueeze(-1), right, state.right)

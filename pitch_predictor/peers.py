@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pitch_predictor.joints import (
     centred_joint_features, centred_joint_features_step, CHANNELS, init_feature_state,
-    select_channels, SPINE_BASE, spinebase_joint_inputs)
+    select_channels, SPINE_BASE, spinebase_joint_inputs, UNSCALED)
 from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
 from pitch_predictor.networks import PitchNet
 import torch
@@ -132,6 +132,8 @@ class SkeletonGRU(PitchNet):
       (25 x 7 inputs): the camera's placement and the pitcher's size drop out;
     - ``'centred_velocity'``: the same without the positions (velocity and validity,
       25 x 4 inputs);
+    - ``'metric'``, ``'metric_velocity'``: the same two in metres (origin and heading
+      only, no division by the torso length: absolute release height and speed stay);
     - ``'spinebase'`` (the original peer, and what a config without the key means): camera
       axes in metres relative to the first frame's SpineBase, NaN joints as zeros (75).
 
@@ -172,7 +174,8 @@ class SkeletonGRU(PitchNet):
                              f'{tuple(joints.shape)}')
         if self.joint_features == 'spinebase':
             return spinebase_joint_inputs(joints)
-        return select_channels(centred_joint_features(joints), self.joint_features)
+        scaled = self.joint_features not in UNSCALED
+        return select_channels(centred_joint_features(joints, scaled), self.joint_features)
 
     def encode(self, joints: torch.Tensor) -> torch.Tensor:
         """Return the clip's vector ``(B, hidden)``: the GRU's last output."""
@@ -205,7 +208,8 @@ class SkeletonGRU(PitchNet):
         origin = state['origin']
         features = state['features']
         if self.joint_features != 'spinebase':
-            frame, features = centred_joint_features_step(joints, features)
+            frame, features = centred_joint_features_step(
+                joints, features, self.joint_features not in UNSCALED)
             inputs = select_channels(frame, self.joint_features)
         else:
             clean = torch.nan_to_num(joints.float())

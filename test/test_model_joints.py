@@ -172,3 +172,27 @@ def test_channel_selections():
     torch.testing.assert_close(velocity, features[..., 3:])
     with pytest.raises(ValueError, match='unknown joint feature kind'):
         select_channels(features, 'speed')
+
+
+def test_metric_features_keep_metres_and_drop_only_origin_and_heading():
+    # A skeleton and the same one twice as large (about its SpineBase), turned and moved:
+    # the scaled features agree, the metric ones differ by exactly the factor 2.
+    torch.manual_seed(0)
+    base = torch.randn(1, 5, 25, 3) * 0.3
+    base[:, :, JOINT_INDEX['SpineShoulder'], 1] += 0.5  # a torso of about 0.5 m
+    angle = 0.7
+    rot = torch.tensor([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0],
+                        [-math.sin(angle), 0.0, math.cos(angle)]])
+    origin = base[:, :1, JOINT_INDEX['SpineBase']:JOINT_INDEX['SpineBase'] + 1]
+    big = (origin + 2.0 * (base - origin)) @ rot.T + torch.tensor([1.0, 0.2, 3.0])
+    torch.testing.assert_close(centred_joint_features(big), centred_joint_features(base),
+                               atol=1e-5, rtol=1e-5)
+    metric_small = centred_joint_features(base, scaled=False)
+    metric_big = centred_joint_features(big, scaled=False)
+    torch.testing.assert_close(metric_big[..., :6], 2.0 * metric_small[..., :6],
+                               atol=1e-5, rtol=1e-5)
+    # Streaming gives the whole-clip values, metric too.
+    state = init_feature_state(1)
+    for t in range(5):
+        frame, state = centred_joint_features_step(big[:, t], state, scaled=False)
+        torch.testing.assert_close(frame, metric_big[:, t], atol=1e-6, rtol=1e-6)
