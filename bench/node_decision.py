@@ -1,12 +1,12 @@
 """
-The node's decision latency inside its own threads, per inference backend (A/B).
+The node's decision latency inside its own threads, per inference backend (A/B/C).
 
 Runs the node's code path without DDS: a :class:`PredictorCore` whose decisions go to
 the node's :class:`DecisionWorker` thread, fed from this thread at 30 Hz with 960x540
 bgr8 image messages (``array.array`` data, as rclpy delivers them) and skeletons, as the
 executor's callbacks do, so decisions compete with ingest for the GIL as in the node.
 One torch thread (the node's ``torch_threads`` default) and its default parameters.
-Backends alternate round by round (eager, torchscript, eager, ...) so that a change in
+Backends alternate round by round (eager, torchscript, onnxruntime, eager, ...) so a change in
 the machine's load hits both; each round's load average is printed. Reported per model
 and backend over the rounds: min / median / max of the rounds' p95 (and p50) of the
 in-node decision latency (newest frame's arrival -> probabilities), and the mean ingest
@@ -39,7 +39,7 @@ from pitch_predictor.shipped_model import default_model_path  # noqa: E402
 from runtime_fixtures import make_checkpoint, synthetic_trial  # noqa: E402
 import torch  # noqa: E402
 
-BACKENDS = ('eager', 'torchscript')
+BACKENDS = ('eager', 'torchscript', 'onnxruntime')
 NODE_TORCH_THREADS = 1  # the node's torch_threads default (config/predictor.yaml)
 
 
@@ -123,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--pitches', type=int, default=3)
+    parser.add_argument('--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument('--models', nargs='+',
                         default=['default', 'convgru1d_alexnet', 'two_stream_2d'])
     args = parser.parse_args()
@@ -138,12 +139,13 @@ def main() -> int:
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, path in models(args.models, Path(tmp)):
-            rounds: Dict[str, List[dict]] = {b: [] for b in BACKENDS}
+            backends = ['eager'] + [b for b in args.backends if b != 'eager']
+            rounds: Dict[str, List[dict]] = {b: [] for b in backends}
             for _ in range(args.rounds):
-                for backend in BACKENDS:
+                for backend in backends:
                     rounds[backend].append(one_round(path, backend, args.pitches, trial))
             reference = rounds['eager'][0]['probabilities']
-            for backend in BACKENDS:
+            for backend in backends:
                 for r in rounds[backend]:
                     for a, b in zip(reference, r['probabilities']):
                         diff = float(np.abs(a - b).max())
@@ -161,14 +163,15 @@ def main() -> int:
                       f'{sum(len(r["final_ms"]) for r in rs)} |', flush=True)
     print('\n(latency: newest frame of the decision arrives in the core -> probabilities; '
           'ingest: skeleton + image message -> features cached, per frame)\n')
-    for label, _ in [(k[0], None) for k in summary if k[1] == 'eager']:
-        eager, traced = summary[label, 'eager'][0], summary[label, 'torchscript'][0]
-        if eager and traced:
-            spread = max(eager) - min(eager)
-            gain = float(np.median(eager)) - float(np.median(traced))
-            note = '' if abs(gain) > spread else " (within the rounds' spread: noise)"
-            print(ratio_line(f'final decision p95, eager / torchscript ({label}){note}',
-                             float(np.median(eager)) / float(np.median(traced))))
+    for (label, backend), (p95, _) in summary.items():
+        eager = summary[label, 'eager'][0]
+        if backend == 'eager' or not eager or not p95:
+            continue
+        spread = min(max(eager) - min(eager), max(p95) - min(p95))
+        gap = abs(float(np.median(eager)) - float(np.median(p95)))
+        note = '' if gap > spread else " (within the rounds' spread: noise)"
+        print(ratio_line(f'final decision p95, eager / {backend} ({label}){note}',
+                         float(np.median(eager)) / float(np.median(p95))))
     return 0
 
 

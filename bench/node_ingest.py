@@ -6,8 +6,8 @@ and converts the crop to RGB, computes the start detector's image signature and 
 the backbone once (the features are cached for the decision). Measured in-process on
 the node's own code path (``PredictorCore.ingest_image_msg`` with
 ``image_msg_to_pixels``, skeletons paired) at the node's settings (one torch thread,
-its default ``inference_backend``; eager alongside), at the Kinect's qHD (960x540) and
-full HD (1920x1080) sizes, with the node's default model, a two-stream
+its default ``inference_backend``; ONNX Runtime and eager alongside), at the Kinect's
+qHD (960x540) and full HD (1920x1080) sizes, with the node's default model, a two-stream
 ``two_stream_2d`` (fast config, random weights: speed does not depend on them) and the
 paper-size model. The parts are timed separately on the same frames. A 30 Hz camera
 leaves 33.3 ms per frame; the target is a mean <= 3 ms at 960x540.
@@ -124,7 +124,7 @@ def main() -> int:
             cores = {backend: PredictorCore(path, device='cpu', submit=lambda job: None,
                                             notify=lambda key, message: None,
                                             backend=backend)
-                     for backend in ('torchscript', 'eager')}
+                     for backend in ('torchscript', 'onnxruntime', 'eager')}
             for width, height in SIZES:
                 for backend, core in cores.items():  # alternating: same load for both
                     r = measure(core, width, height)
@@ -146,6 +146,9 @@ def main() -> int:
                      results['two_stream', 'torchscript', 960]['total_mean'] / fast))
     print(ratio_line('ingest mean per frame, eager / torchscript (default model, 960x540)',
                      results['fast', 'eager', 960]['total_mean'] / fast))
+    print(ratio_line('ingest mean per frame, eager / onnxruntime (default model, 960x540)',
+                     results['fast', 'eager', 960]['total_mean']
+                     / results['fast', 'onnxruntime', 960]['total_mean']))
     print(ratio_line('frame period 33.3 ms / ingest mean per frame (default model, '
                      '960x540): real-time headroom', FRAME_BUDGET_MS / fast))
     print(ratio_line('frame period 33.3 ms / ingest mean per frame (paper model, 960x540): '

@@ -175,6 +175,8 @@ def measure_latency(args: argparse.Namespace) -> dict:
 def soak_publisher(args: argparse.Namespace) -> int:
     """Child process: images + skeletons at 30 Hz until stopped, a pitch every 3 s."""
     import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
+    import rclpy.executors
     from geometry_msgs.msg import Pose, PoseArray
     from sensor_msgs.msg import Image
 
@@ -195,24 +197,29 @@ def soak_publisher(args: argparse.Namespace) -> int:
     bgr = [np.ascontiguousarray(f[..., ::-1]).tobytes() for f in frames]
     start = time.monotonic()
     k = 0
-    while True:  # until the runner terminates this process
-        wait = start + k * FRAME_PERIOD_S - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        i = k % len(frames)
-        stamp_ns = 1_000_000_000 + k * FRAME_PERIOD_NS
-        header_stamp = (stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
-        image = Image(height=540, width=960, encoding='bgr8', step=960 * 3, data=bgr[i])
-        image.header.stamp.sec, image.header.stamp.nanosec = header_stamp
-        poses = PoseArray()
-        poses.header.stamp.sec, poses.header.stamp.nanosec = header_stamp
-        for x, y, z in joints[i]:
-            pose = Pose()
-            pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
-            poses.poses.append(pose)
-        skeleton_pub.publish(poses)
-        image_pub.publish(image)
-        k += 1
+    try:
+        while rclpy.ok():  # until the runner terminates this process
+            wait = start + k * FRAME_PERIOD_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            i = k % len(frames)
+            stamp_ns = 1_000_000_000 + k * FRAME_PERIOD_NS
+            header_stamp = (stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
+            image = Image(height=540, width=960, encoding='bgr8', step=960 * 3, data=bgr[i])
+            image.header.stamp.sec, image.header.stamp.nanosec = header_stamp
+            poses = PoseArray()
+            poses.header.stamp.sec, poses.header.stamp.nanosec = header_stamp
+            for x, y, z in joints[i]:
+                pose = Pose()
+                pose.position.x, pose.position.y, pose.position.z = (float(x), float(y),
+                                                                     float(z))
+                poses.poses.append(pose)
+            skeleton_pub.publish(poses)
+            image_pub.publish(image)
+            k += 1
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException, RCLError):
+        pass  # SIGTERM from the runner: rclpy shut down under the loop
+    return 0
 
 
 def run_soak(args: argparse.Namespace) -> dict:
@@ -310,7 +317,8 @@ def main() -> int:
     latency.add_argument('--methods', type=int, nargs='+', default=[1, 2, 5])
     soak = sub.add_parser('soak')
     soak.add_argument('--seconds', type=float, default=60.0)
-    soak.add_argument('--backend', default='torchscript', choices=('torchscript', 'eager'))
+    soak.add_argument('--backend', default='torchscript',
+                      choices=('torchscript', 'onnxruntime', 'eager'))
     for p in (ingest, latency):
         p.add_argument('--model', default='')
         p.add_argument('--model-name', default='convgru2d_alexnet')

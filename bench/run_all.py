@@ -29,7 +29,7 @@ FAST_CACHE = 'data/synthetic/cache_fast'
 SCRIPT_RUNS = {
     'input_pipeline': [['--data', FAST_CACHE],
                        ['--data', FAST_CACHE, '--layout', 'data/synthetic/layout']],
-    'node_soak': [['qos'], ['ingest'], ['latency'], ['soak']],
+    'node_soak': [['qos'], ['ingest'], ['latency'], ['soak', '--seconds', '120']],
 }
 # Data a script needs; without it the script is reported as skipped, not failed.
 NEEDS = {
@@ -109,10 +109,11 @@ def write_markdown(path: Path, sections: Dict[str, str], info: Dict[str, str]) -
              'Measured by `make bench` (`python bench/run_all.py`); every ratio below comes '
              'from one run of one script on the machine described here. Re-run on your '
              'machine before relying on a number.', '',
-             'On a busy machine (load average above the core count) the OpenMP threads of torch '
-             'spin waiting for each other and small operations (a per-frame backbone, the '
-             'ConvGRU steps of a decision) get many times slower; the "eager, 1 thread" rows '
-             'of `inference_backends` show that effect apart.', '',
+             'The node runs one torch thread (`torch_threads: 1`), and so do the timing '
+             'benchmarks; their alternatives take turns call by call or round by round, '
+             'report min / median / max and the load, and mark a ratio as noise when the '
+             'medians differ by less than the spread. On a busy machine (load average above '
+             'the core count) absolute times are inflated: compare within one run.', '',
              '## Machine', '', '| | |', '|---|---|']
     lines += [f'| {k} | {v} |' for k, v in info.items()]
     lines += ['', '## Ratios (summary)', '', '| script | ratio | value |', '|---|---|---|']

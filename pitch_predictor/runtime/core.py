@@ -45,6 +45,7 @@ from pitch_predictor.runtime.inference import (
 from pitch_predictor.runtime.jobs import DecisionJob, Prediction
 from pitch_predictor.runtime.messages import (
     MessageError, Pixels, skeleton_stamp_ns, stamp_to_ns)
+from pitch_predictor.runtime.onnx_backend import onnxruntime_usable
 from pitch_predictor.runtime.pairing import PairedSample, StampPairer
 from pitch_predictor.runtime.pitch_window import DueDecision, PHASES, PitchWindows
 from pitch_predictor.runtime.settings import (
@@ -89,6 +90,8 @@ class PredictorCore:
         if backend not in DECISION_BACKENDS:
             raise CoreConfigError(f'backend {backend!r} must be one of {DECISION_BACKENDS}')
         self.device = select_device(device) if isinstance(device, str) else torch.device(device)
+        if backend == 'onnxruntime' and not onnxruntime_usable(self.device):
+            backend = 'torchscript'  # CPU only, and where onnxruntime is installed
         self.checkpoint = (checkpoint if isinstance(checkpoint, Checkpoint)
                            else load_checkpoint(checkpoint))
         self.model = model if model is not None else build_model_from_checkpoint(

@@ -7,11 +7,12 @@ A final decision runs the Table II test clips of the window in one batch through
 frames seen so far, one batch per group of clips that have seen as many frames.
 
 Backends (``DECISION_BACKENDS``): 'torchscript' traces ``forward_features`` once per
-clip batch shape and calls the traced graph: one call into C++ per decision that keeps
-the GIL released throughout, instead of ~600 Python-level ops that each give the GIL
-up and wait to get it back from the frame callbacks (docs/node.md, "Where the time
-goes"). A trace is used only after it matched eager PyTorch on test inputs (NaN joints
-included for two-stream models); otherwise the eager modules run.
+clip batch shape, 'onnxruntime' exports it to ONNX Runtime once per shape: either is
+one call into C++ per decision that keeps the GIL released throughout, instead of ~600
+Python-level ops that each give the GIL up and wait to get it back from the frame
+callbacks (docs/node.md, "Where the time goes"). A compiled decision is used only after
+it matched eager PyTorch on test inputs (NaN joints included for two-stream models);
+otherwise the eager modules run.
 """
 
 import threading
@@ -21,9 +22,10 @@ import warnings
 import numpy as np
 from pitch_predictor.decision import mean_clip_probabilities, prefix_groups
 from pitch_predictor.kinect import NUM_BLOCKS
+from pitch_predictor.runtime.onnx_backend import MethodModule, onnx_callable
 import torch
 
-# Traced and eager logits must agree this closely (float32, same kernels).
+# Compiled and eager logits must agree this closely (float32).
 TRACE_ATOL = 1e-5
 
 
@@ -46,20 +48,26 @@ class ClipRunner:
 
     def logits(self, batch: torch.Tensor, joints: Optional[torch.Tensor]) -> torch.Tensor:
         """Logits (K, 9) of clips ``batch`` (K, T, ...) and their ``joints`` (two-stream)."""
-        trace = self._trace_for(batch, joints) if self.backend == 'torchscript' else None
+        trace = self._trace_for(batch, joints) if self.backend != 'eager' else None
         if trace is not None:
             return trace(batch) if joints is None else trace(batch, joints)
         return self._eager(batch, joints)
 
     def warm_up(self, batch_shape: Sequence[int], device: torch.device) -> None:
         """Trace (and check) the decision for clip batches of ``batch_shape`` now."""
-        if self.backend != 'torchscript':
+        if self.backend == 'eager':
             return
         batch = torch.rand(*batch_shape, device=device)
         joints = None
         if self.input_kind == 'rgb+joints':
             joints = torch.rand(*batch_shape[:2], 25, 3, device=device)
         self._trace_for(batch, joints)
+
+    @property
+    def compiled_shapes(self) -> int:
+        """Clip batch shapes the decision runs compiled for (eager ones not counted)."""
+        with self._lock:
+            return sum(1 for trace in self._traces.values() if trace is not None)
 
     def _eager(self, batch: torch.Tensor, joints: Optional[torch.Tensor]) -> torch.Tensor:
         if self.input_kind == 'joints':
@@ -76,7 +84,7 @@ class ClipRunner:
             return self._traces[key]
 
     def _trace(self, batch: torch.Tensor, joints: Optional[torch.Tensor]) -> Any:
-        """Trace for these shapes; None (eager) unless it matches eager on test inputs."""
+        """Compile for these shapes; None (eager) unless it matches eager on test inputs."""
         inputs = (batch,) if joints is None else (batch, joints)
         method = 'forward' if self.input_kind == 'joints' else 'forward_features'
         example = tuple(torch.rand_like(x) for x in inputs)
@@ -86,22 +94,25 @@ class ClipRunner:
             gappy[:, ::3] = float('nan')  # no skeleton for some frames
             probes.append((example[0], gappy))
         try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter('ignore', torch.jit.TracerWarning)
-                warnings.simplefilter('ignore', FutureWarning)  # torch.jit is deprecated
-                module = torch.jit.trace_module(self.model, {method: example},
-                                                check_trace=False)
-            traced = getattr(module, method)
+            if self.backend == 'onnxruntime':
+                traced = onnx_callable(MethodModule(self.model, method), example)
+            else:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter('ignore', torch.jit.TracerWarning)
+                    warnings.simplefilter('ignore', FutureWarning)  # torch.jit is deprecated
+                    module = torch.jit.trace_module(self.model, {method: example},
+                                                    check_trace=False)
+                traced = getattr(module, method)
             with torch.inference_mode():
                 # Every probe twice: TorchScript optimises on its first runs, so the
                 # first real decision already gets the optimised graph.
                 for probe in probes + probes:
                     if not torch.allclose(traced(*probe), self._eager(*probe), rtol=0.0,
                                           atol=TRACE_ATOL):
-                        raise ValueError('traced logits differ from eager PyTorch')
+                        raise ValueError(f'{self.backend} logits differ from eager PyTorch')
         except Exception as exc:  # tracing is an optimisation: never lose a decision to it
-            self._notify('trace_failed', f'TorchScript decision for clips {tuple(batch.shape)} '
-                         f'not used ({exc}); running eager PyTorch')
+            self._notify('trace_failed', f'{self.backend} decision for clips '
+                         f'{tuple(batch.shape)} not used ({exc}); running eager PyTorch')
             return None
         return traced
 

@@ -121,11 +121,12 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               'keeps the frame callbacks and the decision thread from competing for '
               'cores (each runs small tensors).', 0, 256, read_only=True),
     ParamSpec('inference_backend', 'torchscript',
-              'How the model runs: torchscript traces the backbone and the decision once '
-              'and runs the traces (same outputs as eager, checked when traced; one call '
-              'into C++ per frame or decision); eager runs the PyTorch modules op by op '
-              '(see docs/node.md, "Where the time goes").',
-              choices=('torchscript', 'eager'), read_only=True),
+              'How the model runs: torchscript traces the backbone and the decision once, '
+              'onnxruntime exports them to ONNX Runtime (CPU; on CUDA torchscript is '
+              'used); both are checked against eager when made and make one call into C++ '
+              'per frame or decision; eager runs the PyTorch modules op by op (see '
+              'docs/node.md, "Where the time goes").',
+              choices=('torchscript', 'onnxruntime', 'eager'), read_only=True),
 )
 
 # Start detector settings exposed as detector.<field>: (description, minimum, maximum).
@@ -245,7 +246,7 @@ class NodeSettings:
 
     @property
     def inference_backend(self) -> str:
-        """How the model runs: 'torchscript' or 'eager'."""
+        """How the model runs: 'torchscript', 'onnxruntime' or 'eager'."""
         return self.values['inference_backend']
 
     @property

@@ -9,10 +9,11 @@ from pitch_predictor.start_detector import StartDetectorConfig
 # The model inputs the core can feed: RGB features, joints, or both (two-stream).
 INPUT_KINDS = ('rgb', 'joints', 'rgb+joints')
 
-# How decisions run: ``torchscript`` traces the model's decision part once per clip
-# shape (one call into C++ per decision, the GIL released throughout; docs/node.md,
-# "Where the time goes"); ``eager`` calls the PyTorch modules op by op.
-DECISION_BACKENDS = ('torchscript', 'eager')
+# How the backbone and the decisions run: ``torchscript`` traces them once per input
+# shape, ``onnxruntime`` exports them to ONNX Runtime (CPU), both one call into C++ with
+# the GIL released and checked against eager PyTorch when made; ``eager`` calls the
+# PyTorch modules op by op (docs/node.md, "Where the time goes").
+DECISION_BACKENDS = ('torchscript', 'onnxruntime', 'eager')
 
 
 class CoreConfigError(ValueError):
