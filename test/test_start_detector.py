@@ -32,6 +32,15 @@ def rising(start: int, first: float = 7.0, step: float = 1.0, length: int = T) -
     return {t: first + step * (t - start) for t in range(start, length)}
 
 
+def two_pitches(rest_frames: int):
+    """Return a 30-frame pitch (motion from frame 12), ``rest_frames`` still, the pitch again."""
+    one_sig, one_joints = sequence(rising(12, length=30), dict.fromkeys(range(12, 30), 0.3),
+                                   length=30)
+    rest_sig, rest_joints = sequence({}, {}, length=rest_frames)
+    return (np.concatenate([one_sig, rest_sig, one_sig]),
+            np.concatenate([one_joints, rest_joints, one_joints]))
+
+
 def stream(sig, joints, cfg=None, offset=0):
     det = StreamingStartDetector(cfg)
     events = []
@@ -177,11 +186,7 @@ def test_streaming_on_noisy_random_sequences_matches():
 
 def test_streaming_refractory_and_rearm():
     # Two pitches in one stream: rest 12, pitch, rest, pitch.
-    one_sig, one_joints = sequence(rising(12, length=30), dict.fromkeys(range(12, 30), 0.3),
-                                   length=30)
-    rest_sig, rest_joints = sequence({}, {}, length=12)
-    sig = np.concatenate([one_sig, rest_sig, one_sig])
-    joints = np.concatenate([one_joints, rest_joints, one_joints])
+    sig, joints = two_pitches(rest_frames=12)
     cfg = StartDetectorConfig(action_frames=1000)
     det = StreamingStartDetector(cfg)
     events = []
@@ -205,11 +210,7 @@ def test_streaming_without_action_done_stays_quiet_until_timeout():
 
 def test_streaming_action_frames_timeout_rearms_without_action_done():
     # Pitch (start 12), 20 rest frames, pitch again; nobody calls action_done().
-    one_sig, one_joints = sequence(rising(12, length=30), dict.fromkeys(range(12, 30), 0.3),
-                                   length=30)
-    rest_sig, rest_joints = sequence({}, {}, length=20)
-    sig = np.concatenate([one_sig, rest_sig, one_sig])
-    joints = np.concatenate([one_joints, rest_joints, one_joints])
+    sig, joints = two_pitches(rest_frames=20)
     det = StreamingStartDetector(StartDetectorConfig(action_frames=20))
     events, states = [], {}
     for t in range(len(sig)):
