@@ -30,7 +30,10 @@ fixed frame number but the frame at which the person has been still for
 candidate ``i`` as soon as frame ``i + run_length - 1`` arrives, so an event comes
 ``run_length - 1`` frames after the start frame it reports. After an event the
 detector ignores frames until :meth:`StreamingStartDetector.action_done` (or
-``action_frames`` frames), then waits until the person is still again (refractory).
+``action_frames`` frames), then waits until the person is still again (refractory),
+near the spot where he stood before the pitch (``rearm_distance``, SpineBase) or, if he
+has moved to a new spot, for ``rearm_timeout_frames`` (a pitcher who stands in his
+finish stance and then walks back starts no pitch).
 On a trial that begins with ``reference_index + 1`` still frames the streaming and
 whole-trial detectors return the same start.
 """
@@ -63,11 +66,19 @@ class StartDetectorConfig:
     rest_image_tol: float = 4.0  # dx to the run's first frame that still counts as still
     rest_joint_tol: float = 0.13  # m, dtheta to the run's first frame, likewise
     action_frames: int = 40  # frames ignored after a start unless action_done() comes first
+    # After an action, a still pose re-arms only near the pre-pitch rest spot (SpineBase
+    # within rearm_distance m; 0 = anywhere) or once it has lasted rearm_timeout_frames:
+    # a pitcher standing in his finish stance and then walking back is not a new pitch.
+    rearm_distance: float = 0.25
+    rearm_timeout_frames: int = 90
 
     def __post_init__(self) -> None:
         """Check the values are usable."""
         if self.run_length < 1 or self.rest_frames < 1 or self.signature_size < 1:
             raise ValueError('run_length, rest_frames and signature_size must be >= 1')
+        if self.rearm_distance < 0 or self.rearm_timeout_frames < self.rest_frames:
+            raise ValueError('rearm_distance must be >= 0 and rearm_timeout_frames >= '
+                             'rest_frames')
         if self.min_start_index <= self.reference_index:
             raise ValueError('min_start_index must come after reference_index')
 
@@ -179,6 +190,7 @@ class StreamingStartDetector:
         self._reference: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         self._window: Deque[Tuple[int, float, float]] = deque(maxlen=self.cfg.run_length)
         self._action_start: Optional[int] = None
+        self._home: Optional[np.ndarray] = None  # SpineBase at the last pitch's reference
 
     @property
     def reference_index(self) -> Optional[int]:
@@ -190,7 +202,17 @@ class StreamingStartDetector:
         if self.state == 'in_action':
             self._to_waiting()
 
+    def _may_arm(self, jts: np.ndarray) -> bool:
+        """Return True when a completed still run may become the rest reference."""
+        cfg = self.cfg
+        if self._home is None or cfg.rearm_distance <= 0:
+            return True
+        near = float(np.linalg.norm(jts[:3] - self._home)) <= cfg.rearm_distance
+        return near or self._run_length >= cfg.rearm_timeout_frames
+
     def _to_waiting(self) -> None:
+        if self._reference is not None and self.state == 'in_action':
+            self._home = self._reference[2][:3].copy()  # SpineBase is joint 0
         self.state = 'waiting_for_rest'
         self._run_first = None
         self._run_length = 0
@@ -236,7 +258,7 @@ class StreamingStartDetector:
                 self._to_waiting()
             return None
         if self.state == 'waiting_for_rest':
-            if rested:
+            if rested and self._may_arm(jts):
                 self._arm(stream_index, sig, jts)
             return None
         ref_index, ref_sig, ref_jts = self._reference
@@ -264,5 +286,6 @@ class StreamingStartDetector:
 
     def _arm(self, stream_index: int, sig: np.ndarray, jts: np.ndarray) -> None:
         self.state = 'armed'
+        self._home = None
         self._reference = (stream_index, sig, jts)
         self._window.clear()

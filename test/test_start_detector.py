@@ -258,3 +258,52 @@ def test_untracked_skeleton_restarts_rest_search():
     for t in range(12, 16):
         det.update(t, sig[t], joints[t])
     assert det.state == 'armed' and det.reference_index == 15
+
+
+def finish_walk_back_stream():
+    """
+    Return a stream with a walk back between two pitches.
+
+    Rest, pitch (start 12), 30 still frames in the finish stance 0.5 m forward, a walk
+    back (a motion from that stance: frames 60..79), rest at home, pitch again (start 92).
+    """
+    length = 130
+    sig = np.zeros((length, 1, 1))
+    joints = np.zeros((length, 25, 3))
+    for t in range(12, 30):  # the pitch
+        sig[t], joints[t, 0, 0] = 7.0 + (t - 12), 0.3
+    sig[30:60], joints[30:60, 0, 0] = 20.0, 0.5  # finish stance: SpineBase 0.5 m away
+    for t in range(60, 80):  # walking back: a rising change from the finish stance
+        sig[t], joints[t, 0, 0] = 13.0 - (t - 60), 0.2
+    for t in range(92, length):  # the next pitch, from home
+        sig[t], joints[t, 0, 0] = 7.0 + (t - 92), 0.3
+    return sig, joints
+
+
+@pytest.mark.parametrize('rearm_distance, expected', [(0.25, [12, 92]), (0.0, [12, 60])])
+def test_streaming_rearms_only_near_home_after_a_pitch(rearm_distance, expected):
+    sig, joints = finish_walk_back_stream()
+    det = StreamingStartDetector(StartDetectorConfig(rearm_distance=rearm_distance))
+    events = []
+    for t in range(len(sig)):
+        ev = det.update(t, sig[t], joints[t])
+        if ev is not None:
+            events.append(ev.start_index)
+        if t == 29:  # the node's window is complete
+            det.action_done()
+    # Without the guard the walk back is taken for a pitch (60) and the real one is lost
+    # in its refractory time; with it the stance 0.5 m from home never arms.
+    assert events == expected
+
+
+def test_streaming_rearm_timeout_arms_at_a_new_spot():
+    sig, joints = finish_walk_back_stream()
+    det = StreamingStartDetector(StartDetectorConfig(rearm_timeout_frames=20))
+    states = {}
+    for t in range(len(sig)):
+        det.update(t, sig[t], joints[t])
+        states[t] = det.state
+        if t == 29:
+            det.action_done()
+    # Still in the stance from frame 30: 20 frames later (49) it counts as a new spot.
+    assert states[48] == 'waiting_for_rest' and states[49] == 'armed'
