@@ -32,10 +32,17 @@ def onnx_callable(module: torch.nn.Module, example: Sequence[torch.Tensor]
 
     names = [f'input{i}' for i in range(len(example))]
     buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # tracer and exporter notices for fixed shapes
-        torch.onnx.export(module, tuple(example), buffer, input_names=names,
-                          output_names=['output'], dynamo=False, opset_version=17)
+    # The exporter leaves every submodule in the mode of the module it was given: keep
+    # each one's own mode (a model in eval mode must not come back in training mode).
+    modes = {m: m.training for m in module.modules()}
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # tracer and exporter notices, fixed shapes
+            torch.onnx.export(module, tuple(example), buffer, input_names=names,
+                              output_names=['output'], dynamo=False, opset_version=17)
+    finally:
+        for m, training in modes.items():
+            m.training = training
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -56,6 +63,7 @@ class MethodModule(torch.nn.Module):
         super().__init__()
         self.model = model
         self.method = method
+        self.train(model.training)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Call the wrapped method."""
