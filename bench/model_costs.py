@@ -69,6 +69,8 @@ def timed(fn: Callable[[], object], repeat: int) -> Tuple[float, float]:
 def forward_times(names: List[str], sizes: List[str]) -> None:
     """Print the forward time of one 10-frame test clip per network and size."""
     print('\n## Forward time of one test clip (10 frames, batch 1, eval, no grad)')
+    print('(the node runs 1 thread; on a machine with load above its cores the 2-thread '
+          'column measures OpenMP threads spinning against the load, not the model)')
     print(f'{"model":20s} {"size":6s} {"2 threads median/best":>24s} '
           f'{"1 thread median/best":>22s}')
     threads = torch.get_num_threads()

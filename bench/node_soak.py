@@ -317,7 +317,7 @@ def main() -> int:
     latency.add_argument('--methods', type=int, nargs='+', default=[1, 2, 5])
     soak = sub.add_parser('soak')
     soak.add_argument('--seconds', type=float, default=60.0)
-    soak.add_argument('--backend', default='torchscript',
+    soak.add_argument('--backend', default='onnxruntime',
                       choices=('torchscript', 'onnxruntime', 'eager'))
     for p in (ingest, latency):
         p.add_argument('--model', default='')

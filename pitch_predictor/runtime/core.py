@@ -86,7 +86,7 @@ class PredictorCore:
                  model: Optional[torch.nn.Module] = None,
                  submit: Optional[Callable[[DecisionJob], None]] = None,
                  notify: Optional[Callable[[str, str], None]] = None,
-                 backend: str = 'torchscript') -> None:
+                 backend: str = 'onnxruntime') -> None:
         if backend not in DECISION_BACKENDS:
             raise CoreConfigError(f'backend {backend!r} must be one of {DECISION_BACKENDS}')
         self.device = select_device(device) if isinstance(device, str) else torch.device(device)

@@ -3,8 +3,8 @@ Per-frame encoding, once on arrival: crop, start-detector signature, backbone fe
 
 The crop is :func:`pitch_predictor.preprocessing.crop_frames` (training's own), taken
 from the image in the channel order it came in; only the small crop is converted to
-RGB. The backbone runs in inference mode, traced to TorchScript by default (one call
-into C++ per frame: see docs/node.md, "Where the time goes").
+RGB. The backbone runs in inference mode, through ONNX Runtime by default (one call into
+C++ per frame: see docs/node.md, "Where the time goes").
 """
 
 from dataclasses import dataclass
@@ -36,11 +36,11 @@ class FrameEncoder:
     Turn camera frames into :class:`FramePayload` for ``model`` (RGB backbone or none).
 
     ``rgb_features``: False for joints-only models (no backbone runs). ``backend``:
-    'torchscript', 'onnxruntime' or 'eager' (see :mod:`pitch_predictor.runtime.settings`).
+    'onnxruntime', 'torchscript' or 'eager' (see :mod:`pitch_predictor.runtime.settings`).
     """
 
     def __init__(self, model: torch.nn.Module, preprocess: PreprocessConfig,
-                 device: torch.device, rgb_features: bool, backend: str = 'torchscript'
+                 device: torch.device, rgb_features: bool, backend: str = 'onnxruntime'
                  ) -> None:
         self.model = model
         self.preprocess = preprocess

@@ -120,13 +120,13 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               'CPU threads per torch operation (0: torch default, one per core). 1 '
               'keeps the frame callbacks and the decision thread from competing for '
               'cores (each runs small tensors).', 0, 256, read_only=True),
-    ParamSpec('inference_backend', 'torchscript',
-              'How the model runs: torchscript traces the backbone and the decision once, '
-              'onnxruntime exports them to ONNX Runtime (CPU; on CUDA torchscript is '
-              'used); both are checked against eager when made and make one call into C++ '
-              'per frame or decision; eager runs the PyTorch modules op by op (see '
-              'docs/node.md, "Where the time goes").',
-              choices=('torchscript', 'onnxruntime', 'eager'), read_only=True),
+    ParamSpec('inference_backend', 'onnxruntime',
+              'How the model runs: onnxruntime exports the backbone and the decision once '
+              'to ONNX Runtime (CPU; on CUDA, or without onnxruntime, torchscript is used), '
+              'torchscript traces them; both are checked against eager when made and make '
+              'one call into C++ per frame or decision; eager runs the PyTorch modules op '
+              'by op (see docs/node.md, "Where the time goes").',
+              choices=('onnxruntime', 'torchscript', 'eager'), read_only=True),
 )
 
 # Start detector settings exposed as detector.<field>: (description, minimum, maximum).
@@ -246,7 +246,7 @@ class NodeSettings:
 
     @property
     def inference_backend(self) -> str:
-        """How the model runs: 'torchscript', 'onnxruntime' or 'eager'."""
+        """How the model runs: 'onnxruntime', 'torchscript' or 'eager'."""
         return self.values['inference_backend']
 
     @property

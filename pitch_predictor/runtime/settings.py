@@ -13,7 +13,7 @@ INPUT_KINDS = ('rgb', 'joints', 'rgb+joints')
 # shape, ``onnxruntime`` exports them to ONNX Runtime (CPU), both one call into C++ with
 # the GIL released and checked against eager PyTorch when made; ``eager`` calls the
 # PyTorch modules op by op (docs/node.md, "Where the time goes").
-DECISION_BACKENDS = ('torchscript', 'onnxruntime', 'eager')
+DECISION_BACKENDS = ('onnxruntime', 'torchscript', 'eager')
 
 
 class CoreConfigError(ValueError):
