@@ -113,6 +113,23 @@ class ConvGRUCell(nn.Module):
                                         x.dtype)
         return self.step(self.input_gates(x), hidden)
 
+    def run_gates(self, gates: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """
+        Run over precomputed ``input_gates`` of every frame ``(B, T, 3K, n, n)``.
+
+        Returns h_t for every t ``(B, T, K, n, n)``, as :meth:`run` does on the frames:
+        W_x * x_t + b does not depend on the state, so a stream computes it once per
+        frame (the node caches it) and a decision runs only the hidden convolutions.
+        """
+        batch, steps = gates.shape[:2]
+        hidden = gates.new_zeros(batch, self.hidden_channels, *gates.shape[-2:])
+        outputs = [None] * steps
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        for t in order:
+            hidden = self.step(gates[:, t], hidden)
+            outputs[t] = hidden
+        return torch.stack(outputs, dim=1)
+
     def run(self, x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """
         Run over a sequence ``(B, T, C, H, W)`` -> h_t for every t ``(B, T, K, n, n)``.
@@ -167,10 +184,39 @@ class ConvGRU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the per-step outputs ``(B, T, K, n, n)`` (bi: mean of both directions)."""
-        forward_states, backward_states = self.directions(x)
-        if backward_states is None:
-            return forward_states
-        return (forward_states + backward_states) / 2.0
+        return combine_directions(*self.directions(x))
+
+    def frame_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Input gates of every direction for frames ``(N, C, H, W) -> (N, D * 3K, n, n)``.
+
+        W_zx, W_rx, W_ox * x_t + b of equations (1)-(3), forward direction first (D = 2
+        for a bi-directional layer). They depend on the frame alone: a stream computes
+        them once per frame; :meth:`directions_from_gates` runs the rest.
+        """
+        gates = [self.forward_cell.input_gates(x)]
+        if self.backward_cell is not None:
+            gates.append(self.backward_cell.input_gates(x))
+        return torch.cat(gates, dim=1)
+
+    def directions_from_gates(self, gates: torch.Tensor
+                              ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """:meth:`directions` from :meth:`frame_gates` of every frame ``(B, T, D * 3K, n, n)``."""
+        width = 3 * self.hidden_channels
+        forward_states = self.forward_cell.run_gates(gates[:, :, :width])
+        if self.backward_cell is None:
+            return forward_states, None
+        return forward_states, self.backward_cell.run_gates(gates[:, :, width:], reverse=True)
+
+    def step_gates(self, gates: torch.Tensor, hidden: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
+        """:meth:`step` from the frame's :meth:`frame_gates` ``(B, 3K, n, n)``."""
+        if self.bidirectional:
+            raise RuntimeError('a bi-directional ConvGRU needs the whole sequence; '
+                               'it cannot run one frame at a time')
+        if hidden is None:
+            hidden = gates.new_zeros(gates.shape[0], self.hidden_channels, *gates.shape[-2:])
+        return self.forward_cell.step(gates, hidden)
 
     def initial_state(self, batch: int, height: int, width: int,
                       device: Optional[torch.device] = None) -> torch.Tensor:
@@ -183,3 +229,11 @@ class ConvGRU(nn.Module):
             raise RuntimeError('a bi-directional ConvGRU needs the whole sequence; '
                                'it cannot run one frame at a time')
         return self.forward_cell(x, hidden)
+
+
+def combine_directions(forward_states: torch.Tensor,
+                       backward_states: Optional[torch.Tensor]) -> torch.Tensor:
+    """Return the layer output: the forward states, or (h_t + h^_t) / 2 (bi-directional)."""
+    if backward_states is None:
+        return forward_states
+    return (forward_states + backward_states) / 2.0

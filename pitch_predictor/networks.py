@@ -24,7 +24,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pitch_predictor.convgru import ConvGRU
+from pitch_predictor.convgru import combine_directions, ConvGRU
 from pitch_predictor.kinect import NUM_BLOCKS
 import torch
 from torch import nn
@@ -104,6 +104,23 @@ class PitchNet(nn.Module):
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from backbone features ``(B, T, C, h, w)``."""
         raise NotImplementedError
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """
+        Everything that depends on one frame alone ``(N, 3, S, S) -> (N, ...)``.
+
+        A stream computes it once per arriving frame and caches it; :meth:`forward_encoded`
+        and :meth:`step_encoded` take it. Default: the backbone features.
+        """
+        return self.backbone(frames)
+
+    def forward_encoded(self, encoded: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from :meth:`encode_frames` of every clip frame ``(B, T, ...)``."""
+        return self.forward_features(encoded, *inputs)
+
+    def step_encoded(self, encoded: torch.Tensor, *inputs: Any) -> Tuple[torch.Tensor, Any]:
+        """:meth:`step_features` from one frame's :meth:`encode_frames` ``(B, ...)``."""
+        return self.step_features(encoded, *inputs)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from clips ``(B, T, 3, S, S)``."""
@@ -236,16 +253,37 @@ class ConvGRUAlexNet(PitchNet):
         x = feats
         for layer in self.recurrent[:-1]:
             x = layer(x)
-        forward_states, backward_states = self.recurrent[-1].directions(x)
+        return self._logits(*self.recurrent[-1].directions(x))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """
+        Backbone features and the first ConvGRU layer's input gates, per frame.
+
+        ``(N, 3, S, S) -> (N, D * 3K, n, n)`` (:meth:`ConvGRU.frame_gates`): the input
+        convolution is most of a decision's work and depends on the frame alone.
+        """
+        return self.recurrent[0].frame_gates(self.backbone(frames))
+
+    def forward_encoded(self, encoded: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from :meth:`encode_frames` of every clip frame ``(B, T, ...)``."""
+        states = self.recurrent[0].directions_from_gates(encoded)
+        if len(self.recurrent) == 1:
+            return self._logits(*states)
+        x = combine_directions(*states)
+        for layer in self.recurrent[1:-1]:
+            x = layer(x)
+        return self._logits(*self.recurrent[-1].directions(x))
+
+    def _logits(self, forward_states: torch.Tensor,
+                backward_states: Optional[torch.Tensor]) -> torch.Tensor:
+        """Fusion and head over the last ConvGRU layer's states ``(B, T, K, n, n)``."""
         if self.fusion in ('last_flat', 'last_avg'):
             last = forward_states[:, -1]
             if backward_states is not None:
                 # The backward direction has seen the whole clip at t = 1.
                 last = (last + backward_states[:, 0]) / 2.0
             return self.head(self._fuse_vector(last))
-        states = forward_states
-        if backward_states is not None:
-            states = (forward_states + backward_states) / 2.0
+        states = combine_directions(forward_states, backward_states)
         # Step by step, summed in time order as step_features does: streaming then gives
         # bit-identical results.
         steps = states.shape[1]
@@ -283,6 +321,23 @@ class ConvGRUAlexNet(PitchNet):
         for layer, previous in zip(self.recurrent, state.hidden):
             x = layer.step(x, previous)
             hidden.append(x)
+        return self._step_logits(x, hidden, state)
+
+    def step_encoded(self, encoded: torch.Tensor, state: StreamState
+                     ) -> Tuple[torch.Tensor, StreamState]:
+        """:meth:`step_features` from one frame's :meth:`encode_frames` ``(B, 3K, n, n)``."""
+        if not self.streamable:
+            raise NotStreamableError(f'{self.name or "this model"} is bi-directional')
+        x = self.recurrent[0].step_gates(encoded, state.hidden[0])
+        hidden = [x]
+        for layer, previous in zip(self.recurrent[1:], state.hidden[1:]):
+            x = layer.step(x, previous)
+            hidden.append(x)
+        return self._step_logits(x, hidden, state)
+
+    def _step_logits(self, x: torch.Tensor, hidden: List[torch.Tensor], state: StreamState
+                     ) -> Tuple[torch.Tensor, StreamState]:
+        """Logits for the frames seen so far from the last layer's new state ``x``."""
         steps = state.steps + 1
         if self.fusion in ('last_flat', 'last_avg'):
             return self.head(self._fuse_vector(x)), StreamState(hidden, None, steps)

@@ -134,7 +134,11 @@ class TwoStreamNet(PitchNet):
 
     def rgb_vector(self, feats: torch.Tensor) -> torch.Tensor:
         """Return the RGB branch's fused vector ``(B, D)`` from features ``(B, T, C, h, w)``."""
-        forward_states, backward_states = self.rgb.recurrent[0].directions(feats)
+        return self._rgb_vector(*self.rgb.recurrent[0].directions(feats))
+
+    def _rgb_vector(self, forward_states: torch.Tensor,
+                    backward_states: Optional[torch.Tensor]) -> torch.Tensor:
+        """Return the RGB branch's fused vector from its ConvGRU states ``(B, T, K, n, n)``."""
         if self.rgb.fusion in ('last_flat', 'last_avg'):
             last = forward_states[:, -1]
             if backward_states is not None:
@@ -187,6 +191,17 @@ class TwoStreamNet(PitchNet):
         """Logits ``(B, 9)`` from features ``(B, T, C, h, w)`` and joints ``(B, T, 25, 3)``."""
         return self.forward_branches(feats, joints).logits
 
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Return the RGB branch's per-frame part: backbone and ConvGRU input gates."""
+        return self.rgb.encode_frames(frames)
+
+    def forward_encoded(self, encoded: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 9)`` from :meth:`encode_frames` ``(B, T, ...)`` and joints."""
+        (joints,) = inputs
+        self._check(encoded, joints)
+        rgb_vector = self._rgb_vector(*self.rgb.recurrent[0].directions_from_gates(encoded))
+        return self.fuse(rgb_vector, self.joint_vector(joints)).logits
+
     def forward(self, clips: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from clips ``(B, T, 3, S, S)`` and joints ``(B, T, 25, 3)``."""
         if clips.dim() != 5:
@@ -228,7 +243,22 @@ class TwoStreamNet(PitchNet):
         """:meth:`step_features` with the per-branch logits too."""
         if not self.streamable:
             self.rgb.init_state(1)  # raises the RGB branch's NotStreamableError
-        hidden: List[Any] = [self.rgb.recurrent[0].step(feat, state.hidden[0])]
+        return self._step_branches(self.rgb.recurrent[0].step(feat, state.hidden[0]), joints,
+                                   state)
+
+    def step_encoded(self, encoded: torch.Tensor, *inputs: Any
+                     ) -> Tuple[torch.Tensor, StreamState]:
+        """:meth:`step_features` from one frame's :meth:`encode_frames` and joints, state."""
+        joints, state = inputs
+        if not self.streamable:
+            self.rgb.init_state(1)  # raises the RGB branch's NotStreamableError
+        hidden = self.rgb.recurrent[0].step_gates(encoded, state.hidden[0])
+        outputs, state = self._step_branches(hidden, joints, state)
+        return outputs.logits, state
+
+    def _step_branches(self, rgb_hidden: torch.Tensor, joints: torch.Tensor,
+                       state: StreamState) -> Tuple[BranchOutputs, StreamState]:
+        hidden: List[Any] = [rgb_hidden]
         steps = state.steps + 1
         total = state.total
         if self.rgb.fusion == 'mean_flat':

@@ -245,8 +245,8 @@ def test_bgr_message_is_cropped_before_conversion_with_the_same_result(bi_core):
     assert torch.equal(from_message.features, from_rgb.features)
     # ... and equal to the model library's own preprocessing of the RGB frame.
     with torch.no_grad():
-        expected = bi_core.model.backbone(test_transform(crop_frames(rgb, bi_core.preprocess),
-                                                         bi_core.preprocess))[0]
+        expected = bi_core.model.encode_frames(test_transform(
+            crop_frames(rgb, bi_core.preprocess), bi_core.preprocess))[0]
     assert torch.equal(from_rgb.features, expected)
 
 

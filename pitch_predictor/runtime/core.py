@@ -3,12 +3,12 @@ PredictorCore: the ROS-free heart of the live predictor, shared by node and eval
 
 Per arriving frame (once): :mod:`~pitch_predictor.runtime.stream_stamps` checks its
 stamp, :mod:`~pitch_predictor.runtime.frame_encoding` crops it and computes the start
-detector's signature and the backbone features, and
+detector's signature and the model's per-frame encoding, and
 :class:`~pitch_predictor.runtime.pairing.StampPairer` pairs it with its skeleton. Each
 paired frame gets its joints from :mod:`~pitch_predictor.runtime.skeleton_hold` and
 steps :mod:`~pitch_predictor.runtime.pitch_window` (start detector, 40-frame window).
 When a window is complete, the Table II test clips of the configured sampling method
-run through ``model.forward_features`` in one batch
+run through ``model.forward_encoded`` in one batch
 (:mod:`~pitch_predictor.runtime.inference`), and the prediction is the mean calibrated
 softmax over the clips (:mod:`pitch_predictor.decision`, the checkpoint's temperature).
 
@@ -168,7 +168,7 @@ class PredictorCore:
         windows.gap_limit = config.max_missing_skeleton_fraction if self.two_stream else None
         if self.input_kind != 'joints' and len({len(c) for c in clips}) == 1:
             # Trace now, not at the first pitch (a sampling change re-traces once).
-            self._runner.warm_up((len(clips), len(clips[0]), *self.model.feature_shape),
+            self._runner.warm_up((len(clips), len(clips[0]), *self.encoder.encoded_shape),
                                  self.device)
 
     def update(self, **changes: Any) -> None:
@@ -387,9 +387,10 @@ class PredictorCore:
         """
         Mean calibrated softmax over the test clips of a full window (Table II rule).
 
-        ``window_features``: (40, C, h, w) backbone features (RGB models) or (40, 25, 3)
-        joints (joints models). ``joints``: two-stream models only, the window's joints
-        (40, 25, 3) in Kinect camera space (m), NaN where no skeleton. Returns float64 (9,).
+        ``window_features``: (40, ...) the frames' ``model.encode_frames`` (RGB models,
+        :meth:`window_features_from_crops`) or (40, 25, 3) joints (joints models).
+        ``joints``: two-stream models only, the window's joints (40, 25, 3) in Kinect
+        camera space (m), NaN where no skeleton. Returns float64 (9,).
         """
         return final_probabilities(
             self._runner, window_features, self._clips if clips is None else clips,
@@ -397,9 +398,10 @@ class PredictorCore:
 
     # ------------------------------------------------------- stored windows
     def window_features_from_crops(self, crops: np.ndarray) -> torch.Tensor:
-        """Per-frame model input for stored crops uint8 (T, S, S, 3) (offline use)."""
+        """Per-frame model encoding of stored crops uint8 (T, S, S, 3) (offline use)."""
         with torch.inference_mode():
-            return self.model.backbone(test_transform(crops, self.preprocess, self.device))
+            return self.model.encode_frames(test_transform(crops, self.preprocess,
+                                                           self.device))
 
     def predict_crops(self, crops: np.ndarray, joints: Optional[np.ndarray] = None
                       ) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A bounded rolling buffer of per-frame backbone features, indexed by stream position."""
+"""A bounded rolling buffer of per-frame model encodings, indexed by stream position."""
 
 from collections import deque
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ class StreamFrame:
     """
     One frame of the continuous stream after pairing.
 
-    ``features`` is the model input computed once on arrival: backbone features
+    ``features`` is the model input computed once on arrival: ``model.encode_frames``
     (C, h, w) for RGB models, the joints tensor (25, 3) for joints models.
     ``joints`` is the skeleton used for the frame: its own, or the last one held over
     (None when neither); ``skeleton`` says which (``SKELETON_*``).

@@ -1,5 +1,9 @@
 """
-Per-frame encoding, once on arrival: crop, start-detector signature, backbone features.
+Per-frame encoding, once on arrival: crop, start-detector signature, model encoding.
+
+The model's encoding is ``model.encode_frames``: the backbone features and, for the
+ConvGRU models, the first ConvGRU layer's input gates (the input convolution depends on
+the frame alone, and was most of a decision's time when run at decision time).
 
 The crop is :func:`pitch_predictor.preprocessing.crop_frames` (training's own), taken
 from the image in the channel order it came in; only the small crop is converted to
@@ -46,10 +50,16 @@ class FrameEncoder:
         self.preprocess = preprocess
         self.device = device
         self.rgb_features = rgb_features
-        self._backbone = model.backbone
-        if rgb_features and backend != 'eager':
-            self._backbone = _compiled_backbone(model, preprocess, device, backend)
-        self.compiled = self._backbone != model.backbone  # False: eager (or fell back)
+        self._backbone = model.encode_frames
+        self.encoded_shape: tuple = ()
+        if rgb_features:
+            example = torch.rand(1, 3, preprocess.output_size, preprocess.output_size,
+                                 device=device)
+            with torch.inference_mode():
+                self.encoded_shape = tuple(model.encode_frames(example).shape[1:])
+            if backend != 'eager':
+                self._backbone = _compiled_backbone(model, preprocess, device, backend)
+        self.compiled = self._backbone != model.encode_frames  # False: eager (or fell back)
 
     def encode(self, pixels: Pixels, detector: StartDetectorConfig) -> FramePayload:
         """Crop, signature and features of one image (raises PreprocessError if unusable)."""
@@ -84,23 +94,23 @@ class FrameEncoder:
 
 def _compiled_backbone(model: torch.nn.Module, preprocess: PreprocessConfig,
                        device: torch.device, backend: str) -> Any:
-    """Return the backbone compiled for one frame, or the eager one if that changes it."""
+    """Return ``encode_frames`` compiled for one frame, or the eager one if that changes it."""
     example = torch.rand(1, 3, preprocess.output_size, preprocess.output_size,
                          device=device)
     try:
         if backend == 'onnxruntime':
-            traced = onnx_callable(MethodModule(model, 'backbone'), (example,))
+            traced = onnx_callable(MethodModule(model, 'encode_frames'), (example,))
         else:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter('ignore', torch.jit.TracerWarning)
                 warnings.simplefilter('ignore', FutureWarning)  # torch.jit is deprecated
-                traced = torch.jit.trace(MethodModule(model, 'backbone'), example,
+                traced = torch.jit.trace(MethodModule(model, 'encode_frames'), example,
                                          check_trace=False)
         with torch.inference_mode():
             # Features are O(1): 1e-4 is float32 summation order, far below what changes
             # a decision (the decision's own check is on its logits, 1e-5).
-            same = all(torch.allclose(traced(example), model.backbone(example), rtol=1e-4,
+            same = all(torch.allclose(traced(example), model.encode_frames(example), rtol=1e-4,
                                       atol=1e-4) for _ in range(3))  # past the profiling runs
     except Exception:  # noqa: BLE001 - tracing is an optimisation: fall back to eager
-        return model.backbone
-    return traced if same else model.backbone
+        return model.encode_frames
+    return traced if same else model.encode_frames

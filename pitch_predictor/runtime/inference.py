@@ -2,11 +2,13 @@
 Decisions: the model's recurrent part and head over the window's test clips.
 
 A final decision runs the Table II test clips of the window in one batch through
-``forward_features`` and takes :func:`pitch_predictor.decision.mean_clip_probabilities`
-(the mean calibrated softmax). An early estimate steps the streaming model over the
-frames seen so far, one batch per group of clips that have seen as many frames.
+``forward_encoded`` (the frames' cached ``encode_frames``: the ConvGRU's input gates are
+already computed, only its hidden convolutions and the head run) and takes
+:func:`pitch_predictor.decision.mean_clip_probabilities` (the mean calibrated softmax).
+An early estimate steps the streaming model over the frames seen so far, one batch per
+group of clips that have seen as many frames.
 
-Backends (``DECISION_BACKENDS``): 'torchscript' traces ``forward_features`` once per
+Backends (``DECISION_BACKENDS``): 'torchscript' traces ``forward_encoded`` once per
 clip batch shape, 'onnxruntime' exports it to ONNX Runtime once per shape: either is
 one call into C++ per decision that keeps the GIL released throughout, instead of ~600
 Python-level ops that each give the GIL up and wait to get it back from the frame
@@ -73,8 +75,8 @@ class ClipRunner:
         if self.input_kind == 'joints':
             return self.model(batch)
         if joints is not None:
-            return self.model.forward_features(batch, joints)
-        return self.model.forward_features(batch)
+            return self.model.forward_encoded(batch, joints)
+        return self.model.forward_encoded(batch)
 
     def _trace_for(self, batch: torch.Tensor, joints: Optional[torch.Tensor]) -> Any:
         key = (tuple(batch.shape), batch.device, None if joints is None else tuple(joints.shape))
@@ -86,7 +88,7 @@ class ClipRunner:
     def _trace(self, batch: torch.Tensor, joints: Optional[torch.Tensor]) -> Any:
         """Compile for these shapes; None (eager) unless it matches eager on test inputs."""
         inputs = (batch,) if joints is None else (batch, joints)
-        method = 'forward' if self.input_kind == 'joints' else 'forward_features'
+        method = 'forward' if self.input_kind == 'joints' else 'forward_encoded'
         example = tuple(torch.rand_like(x) for x in inputs)
         probes = [example]
         if joints is not None:
@@ -124,8 +126,8 @@ def final_probabilities(runner: ClipRunner, features: torch.Tensor,
     """
     Mean calibrated softmax over the test clips of a full window (Table II rule).
 
-    ``features``: (40, C, h, w) backbone features (RGB models) or (40, 25, 3) joints
-    (joints models). ``joints``: two-stream models only, (40, 25, 3), NaN where no
+    ``features``: (40, ...) the frames' ``encode_frames`` (RGB models) or (40, 25, 3)
+    joints (joints models). ``joints``: two-stream models only, (40, 25, 3), NaN where no
     skeleton. Returns float64 (9,).
     """
     index = torch.as_tensor(np.stack(clips), device=features.device)
@@ -148,10 +150,10 @@ def early_probabilities(model: torch.nn.Module, features: torch.Tensor,
             state = model.init_state(batch.shape[0], features.device)
             for t in range(batch.shape[1]):
                 if group_joints is None:
-                    logits, state = model.step_features(batch[:, t], state)
+                    logits, state = model.step_encoded(batch[:, t], state)
                 else:
-                    logits, state = model.step_features(batch[:, t], group_joints[:, t],
-                                                        state)
+                    logits, state = model.step_encoded(batch[:, t], group_joints[:, t],
+                                                       state)
             outputs.append(logits)
         if not outputs:
             return np.full(NUM_BLOCKS, 1.0 / NUM_BLOCKS)
