@@ -34,7 +34,9 @@ def test_two_stream_and_skeleton_configs_use_centred_joints_and_augmentation():
     for name in ('fast_two_stream_2d', 'fast_two_stream_1d', 'fast_skeleton_gru'):
         cfg = load_config(str(ROOT / 'training' / 'configs' / f'{name}.yaml'))
         config = resolve_model_config(cfg)
-        assert config.get('joint_features', config.get('features')) == 'centred', name
+        # Pitcher-centred (camera placement and body size drop out), never the raw frame.
+        assert config.get('joint_features', config.get('features')) in (
+            'centred', 'centred_velocity'), name
         augment = JointAugmentConfig.from_dict(cfg.joint_augment)
         assert augment.spatial and augment.tempo > 0, name
         assert cfg.patience > 0, name
