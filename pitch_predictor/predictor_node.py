@@ -17,9 +17,10 @@ on a :class:`DecisionWorker` thread, which publishes the results. One single-thr
 executor runs every callback (the core is fed from one thread; it is not thread-safe).
 A publisher whose QoS cannot match an input subscription (a best-effort camera driver
 against the default reliable subscription) is reported: a throttled warning naming the
-topic and the fix, a counter and WARN in ``/diagnostics``. With a two-stream
-(RGB + joints) model, a window with too little of the skeleton tracked is not published
-(``windows_skipped_no_skeleton``, WARN in ``/diagnostics``; docs/node.md, "Skeleton gaps").
+topic and the fix, a counter and WARN in ``/diagnostics``. With a model that takes
+joints (two-stream RGB + joints, or joints-only), a window with too little of the
+skeleton tracked is not published (``windows_skipped_no_skeleton``, WARN in
+``/diagnostics``; docs/node.md, "Skeleton gaps").
 """
 
 from collections import Counter
@@ -288,7 +289,7 @@ class PredictorNode(Node):
             'inference_backend': core.backend,
             'qos_incompatible': incompatible,
         }
-        if core.two_stream:
+        if core.takes_joints:
             values['windows_skipped_no_skeleton'] = skipped
             values['decisions_with_filled_skeleton'] = counters.get(
                 'decisions_with_filled_skeleton', 0)

@@ -85,12 +85,18 @@ def synthetic_trial(width: int = 960, height: int = 540, seed: int = 0, frames: 
     return images, joints
 
 
+# The validated joints-only recipe (skeleton GRU on centred velocities, hidden 128).
+SKELETON_RECIPE = {'features': 'centred_velocity', 'hidden': 128}
+
+
 def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int = 0,
-                    sampling_method: int = 2, meta: Optional[dict] = None) -> Path:
+                    sampling_method: int = 2, meta: Optional[dict] = None,
+                    config: Optional[dict] = None) -> Path:
     """
     Save a randomly initialised fast model (input 112) as a checkpoint at ``path``.
 
-    ``meta`` is added to the checkpoint's meta (e.g. a calibration ``temperature``).
+    ``meta`` is added to the checkpoint's meta (e.g. a calibration ``temperature``);
+    ``config`` overrides the fast config (e.g. ``features`` of a ``skeleton_gru``).
     """
     import torch
 
@@ -99,7 +105,7 @@ def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int
     from pitch_predictor.preprocessing import fast_preprocess
 
     torch.manual_seed(seed)
-    config = fast_config(model_name)
+    config = {**fast_config(model_name), **(config or {})}
     model = build_model(model_name, **config)
     save_checkpoint(path, model, model_name=model_name, model_config=config,
                     preprocess=fast_preprocess(), sampling_method=sampling_method,

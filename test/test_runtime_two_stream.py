@@ -1,12 +1,14 @@
 """
-PredictorCore with two-stream models, calibration temperature and skeleton gaps.
+PredictorCore with models that take joints, calibration temperature and skeleton gaps.
 
-Two-stream (RGB + joints) models, the checkpoint's calibration temperature, and the
-skeleton-gap policy (docs/node.md, "Skeleton gaps") on hand-built streams.
+Two-stream (RGB + joints) and joints-only (``skeleton_gru``) models, the checkpoint's
+calibration temperature, and the skeleton-gap policy (docs/node.md, "Skeleton gaps") on
+hand-built streams.
 
 Expected values come from the model library's pipeline written out here (crop, test
 transform, ``model(clip, joints)`` per Table II clip, softmax of logits / temperature,
-mean) and from the window's joints built by hand (held rows, NaN rows).
+mean) and from the window's joints built by hand (held rows, NaN rows); for the
+joints-only model, from training's own decision (``training.evaluate.predict_windows``).
 """
 
 import numpy as np
@@ -15,7 +17,7 @@ from pitch_predictor.preprocessing import crop_frames, test_transform
 from pitch_predictor.runtime.core import CoreConfig, CoreConfigError, PredictorCore
 from pitch_predictor.start_detector import detect_start
 import pytest
-from runtime_fixtures import make_checkpoint, synthetic_trial
+from runtime_fixtures import make_checkpoint, SKELETON_RECIPE, synthetic_trial
 import torch
 
 FRAME_NS = 33_333_333
@@ -52,6 +54,8 @@ def checkpoints(tmp_path_factory):
         'rgb_calibrated': make_checkpoint(folder / 'rgb_t.pt', 'convgru2d_alexnet', seed=3,
                                           meta={'temperature': 0.5}),
         'rgb': make_checkpoint(folder / 'rgb.pt', 'convgru2d_alexnet', seed=3),
+        'joints': make_checkpoint(folder / 'skel.pt', 'skeleton_gru', seed=4,
+                                  meta={'temperature': 1.7}, config=SKELETON_RECIPE),
     }
 
 
@@ -296,3 +300,89 @@ def test_training_and_the_node_make_the_same_decision(checkpoints, trial, start,
                                         temperature=core.temperature)[0].double().numpy()
     node_side = core.predict_crops(window, window_joints if core.two_stream else None)
     np.testing.assert_allclose(node_side, training_side, atol=1e-6)
+
+
+# ------------------------------------------------------------ joints-only models
+def _training_decision(core, window_joints):
+    """Return training's decision (``predict_windows``) on a window's joints (40, 25, 3)."""
+    from training.evaluate import predict_windows
+
+    with torch.no_grad():
+        return predict_windows(core.model, torch.as_tensor(window_joints)[None],
+                               core.sampling_method,
+                               temperature=core.temperature)[0].double().numpy()
+
+
+def test_joints_only_final_equals_trainings_decision(checkpoints, trial, start):
+    frames, joints = trial
+    core = _core(checkpoints['joints'])
+    assert core.input_kind == 'joints' and core.takes_joints and not core.two_stream
+    assert core.model.joint_features == 'centred_velocity' and core.temperature == 1.7
+    # SkeletonGRU has no init_state/step_features: no early estimates (docs/node.md).
+    assert not core.streamable
+    predictions = _feed(core, frames, joints)
+    assert [p.early for p in predictions] == [False]
+    final = predictions[0]
+    assert final.start_stamp_ns == T0 + start * FRAME_NS
+    expected = _training_decision(core, joints[start:start + WINDOW])
+    np.testing.assert_allclose(final.probabilities, expected, atol=1e-5)
+    assert final.block == int(np.argmax(expected)) + 1
+    assert final.skeleton_filled_frames == 0
+    np.testing.assert_allclose(core.predict_crops(None, joints[start:start + WINDOW]),
+                               expected, atol=1e-6)
+
+
+def test_joints_only_short_gap_holds_then_nan_and_is_decided(checkpoints, trial, start):
+    frames, joints = trial
+    jobs, notes = [], []
+    core = _core(checkpoints['joints'], jobs, notes)
+    missing = set(range(10, 20))  # window offsets 10..19: 3 held, 7 NaN
+    assert _feed(core, frames, joints, _gap(start, 10, 19)) == []
+    assert len(jobs) == 1  # the stream was not restarted by the gap
+    job = jobs[0]
+    expected_joints = _window_joints(joints, start, missing)
+    # A joints model's window features are its joints: held rows, then NaN rows.
+    np.testing.assert_array_equal(job.features.numpy(), expected_joints)
+    assert job.joints is None and job.skeleton_filled_frames == 10
+    prediction = core.decide(job)
+    np.testing.assert_allclose(prediction.probabilities,
+                               _training_decision(core, expected_joints), atol=1e-5)
+    assert np.isfinite(prediction.probabilities).all()
+    assert prediction.start_stamp_ns == T0 + start * FRAME_NS
+    counters = core.counters
+    assert counters['frames_without_skeleton'] == 10
+    assert counters['frames_skeleton_held'] == HOLD
+    assert counters['frames_skeleton_missing'] == 10 - HOLD
+    assert counters['decisions_with_filled_skeleton'] == 1
+    assert counters['windows_skipped_no_skeleton'] == 0
+    assert counters['windows_aborted'] == 0
+    assert [key for key, _ in notes] == ['missing_skeleton']
+
+
+def test_joints_only_long_gap_skips_the_window(checkpoints, trial, start):
+    frames, joints = trial
+    notes = []
+    core = _core(checkpoints['joints'], notes=notes)
+    assert _feed(core, frames, joints, _gap(start, 8, 39)) == []
+    counters = core.counters
+    assert counters['windows_started'] == 1
+    assert counters['windows_skipped_no_skeleton'] == 1
+    assert counters['predictions'] == 0 and counters['windows_aborted'] == 0
+    assert counters['frames_skeleton_held'] == HOLD
+    assert counters['frames_skeleton_missing'] == 32 - HOLD
+    gap_notes = [message for key, message in notes if key == 'skeleton_gap']
+    assert len(gap_notes) == 1 and '32 of 40 frames' in gap_notes[0]
+
+
+@pytest.mark.parametrize('gap,decided', [(20, True), (21, False)])
+def test_joints_only_limit_boundary(checkpoints, trial, start, gap, decided):
+    frames, joints = trial
+    core = _core(checkpoints['joints'])
+    out = _feed(core, frames, joints, _gap(start, 8, 8 + gap - 1))
+    assert len(out) == int(decided)
+    assert core.counters['windows_skipped_no_skeleton'] == int(not decided)
+    if decided:
+        assert out[0].skeleton_filled_frames == gap
+        expected_joints = _window_joints(joints, start, set(range(8, 8 + gap)))
+        np.testing.assert_allclose(out[0].probabilities,
+                                   _training_decision(core, expected_joints), atol=1e-5)

@@ -13,9 +13,11 @@ run through ``model.forward_encoded`` in one batch
 softmax over the clips (:mod:`pitch_predictor.decision`, the checkpoint's temperature).
 
 Two-stream models (``input_kind == 'rgb+joints'``) get the joints paired with each
-window frame beside its cached features; a window with more than
-``max_missing_skeleton_fraction`` of its frames without their own skeleton is not
-decided (docs/node.md, "Skeleton gaps").
+window frame beside its cached features; joints-only models (``'joints'``) get them as
+their only input. For every model that takes joints, a frame without a skeleton holds
+the last one for ``skeleton_hold_frames`` frames and then gets NaN joints (the model
+masks them), and a window with more than ``max_missing_skeleton_fraction`` of its frames
+without their own skeleton is not decided (docs/node.md, "Skeleton gaps").
 
 Decisions are :class:`DecisionJob` objects holding everything they need, so they can
 run on another thread: pass ``submit`` to hand them to a worker (the node does), or
@@ -60,7 +62,7 @@ __all__ = ['CoreConfig', 'CoreConfigError', 'DecisionJob', 'INPUT_KINDS', 'PHASE
 
 _LOG = logging.getLogger(__name__)
 
-# The joints of a frame without a skeleton, as two-stream models receive them.
+# The joints of a frame without a skeleton, as models that take joints receive them.
 _NO_JOINTS = np.full((NUM_JOINTS, 3), np.nan, dtype=np.float32)
 
 
@@ -143,6 +145,11 @@ class PredictorCore:
         return self.input_kind == 'rgb+joints'
 
     @property
+    def takes_joints(self) -> bool:
+        """Tell whether the model decides from joints (joints-only or two-stream)."""
+        return self.input_kind in ('joints', 'rgb+joints')
+
+    @property
     def buffer(self) -> Any:
         """Return the rolling :class:`FeatureBuffer` of stream frames."""
         return self._windows.buffer
@@ -165,11 +172,13 @@ class PredictorCore:
         windows.configure_detector(config.detector)
         windows.early_every_frames = config.early_every_frames
         windows.early_estimates = config.early_estimates and self.streamable
-        windows.gap_limit = config.max_missing_skeleton_fraction if self.two_stream else None
-        if self.input_kind != 'joints' and len({len(c) for c in clips}) == 1:
+        windows.gap_limit = (config.max_missing_skeleton_fraction if self.takes_joints
+                             else None)
+        if len({len(c) for c in clips}) == 1:
             # Trace now, not at the first pitch (a sampling change re-traces once).
-            self._runner.warm_up((len(clips), len(clips[0]), *self.encoder.encoded_shape),
-                                 self.device)
+            frame_shape = ((NUM_JOINTS, 3) if self.input_kind == 'joints'
+                           else self.encoder.encoded_shape)
+            self._runner.warm_up((len(clips), len(clips[0]), *frame_shape), self.device)
 
     def update(self, **changes: Any) -> None:
         """Change some settings by name, for example ``sampling_method=2``."""
@@ -316,11 +325,9 @@ class PredictorCore:
         joints, source = self._skeletons.joints_for(sample.joints)
         features = sample.payload.features
         if self.input_kind == 'joints':
-            if joints is None:
-                # A joints model cannot use a frame without a skeleton: restart.
-                self._reset_state()
-                return []
-            features = self.encoder.joint_features(joints)
+            # Beyond the hold: NaN joints, masked by the model; the window's share of
+            # frames without their own skeleton decides whether it is decided at all.
+            features = self.encoder.joint_features(_NO_JOINTS if joints is None else joints)
         due = self._windows.add(sample.stamp_ns, features, joints, source,
                                 sample.payload.signature, self._skeletons.lost)
         return [self._job(d, sample.payload.arrival_s) for d in due]
@@ -388,7 +395,8 @@ class PredictorCore:
         Mean calibrated softmax over the test clips of a full window (Table II rule).
 
         ``window_features``: (40, ...) the frames' ``model.encode_frames`` (RGB models,
-        :meth:`window_features_from_crops`) or (40, 25, 3) joints (joints models).
+        :meth:`window_features_from_crops`) or (40, 25, 3) joints (joints-only models,
+        NaN where no skeleton).
         ``joints``: two-stream models only, the window's joints (40, 25, 3) in Kinect
         camera space (m), NaN where no skeleton. Returns float64 (9,).
         """
@@ -403,13 +411,20 @@ class PredictorCore:
             return self.model.encode_frames(test_transform(crops, self.preprocess,
                                                            self.device))
 
-    def predict_crops(self, crops: np.ndarray, joints: Optional[np.ndarray] = None
+    def predict_crops(self, crops: Optional[np.ndarray], joints: Optional[np.ndarray] = None
                       ) -> np.ndarray:
         """
         Probabilities (9,) for one pre-cut window of stored crops (T >= 40 frames).
 
-        ``joints`` (T, 25, 3): the frames' joints, required by two-stream models.
+        ``joints`` (T, 25, 3): the frames' joints, required by models that take joints
+        (a joints-only model decides from them alone; ``crops`` may then be None).
         """
+        if self.input_kind == 'joints':
+            if joints is None:
+                raise ValueError(f'{self.model_name} decides from joints: the window '
+                                 'joints (T, 25, 3) are missing')
+            return self.clip_probabilities(torch.as_tensor(
+                np.asarray(joints, np.float32)[:WINDOW]).to(self.device))
         return self.clip_probabilities(
             self.window_features_from_crops(crops[:WINDOW]),
             joints=None if joints is None else np.asarray(joints, np.float32)[:WINDOW])

@@ -13,7 +13,7 @@ clip batch shape, 'onnxruntime' exports it to ONNX Runtime once per shape: eithe
 one call into C++ per decision that keeps the GIL released throughout, instead of ~600
 Python-level ops that each give the GIL up and wait to get it back from the frame
 callbacks (docs/node.md, "Where the time goes"). A compiled decision is used only after
-it matched eager PyTorch on test inputs (NaN joints included for two-stream models);
+it matched eager PyTorch on test inputs (NaN joints included for models taking joints);
 otherwise the eager modules run.
 """
 
@@ -91,10 +91,11 @@ class ClipRunner:
         method = 'forward' if self.input_kind == 'joints' else 'forward_encoded'
         example = tuple(torch.rand_like(x) for x in inputs)
         probes = [example]
-        if joints is not None:
-            gappy = example[1].clone()
-            gappy[:, ::3] = float('nan')  # no skeleton for some frames
-            probes.append((example[0], gappy))
+        if joints is not None or self.input_kind == 'joints':
+            # No skeleton for some frames: the joints (the only input of a joints model).
+            gappy = example[-1].clone()
+            gappy[:, ::3] = float('nan')
+            probes.append((*example[:-1], gappy))
         try:
             if self.backend == 'onnxruntime':
                 traced = onnx_callable(MethodModule(self.model, method), example)

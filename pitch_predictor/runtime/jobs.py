@@ -18,8 +18,8 @@ class Prediction:
     ``decision_latency_s``: from the newest frame's arrival in the core to the result.
     ``early``: True for an estimate while the window fills; ``fraction_seen`` is the
     part of the 40-frame window seen (1.0 for the final prediction).
-    ``skeleton_filled_frames``: two-stream models: frames of the decision without their
-    own skeleton (held or NaN joints); 0 otherwise.
+    ``skeleton_filled_frames``: models that take joints (two-stream, joints-only):
+    frames of the decision without their own skeleton (held or NaN joints); 0 otherwise.
     """
 
     block: int

@@ -4,9 +4,10 @@ The detector/window state machine: from paired stream frames to the windows to d
 Torch-free. Each stream frame goes into a bounded :class:`FeatureBuffer`; frames with
 joints (own or held) step the streaming start detector. A detected start opens a
 40-frame window; while it fills, early estimates are due every ``early_every_frames``
-frames (streamable models), and once full the final decision is due. For two-stream
-models a window (or the part seen) with more than ``max_missing_skeleton_fraction``
-frames without their own skeleton is not decided but counted and reported.
+frames (streamable models), and once full the final decision is due. For models that
+take joints (two-stream and joints-only) a window (or the part seen) with more than
+``max_missing_skeleton_fraction`` frames without their own skeleton is not decided but
+counted and reported.
 """
 
 from collections import Counter

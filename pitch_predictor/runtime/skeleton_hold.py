@@ -2,8 +2,8 @@
 Which joints each stream frame gets: its own skeleton, the last one held over, or none.
 
 Torch-free. A frame without a paired skeleton reuses the last one for
-``hold_frames`` frames; after that it has none (two-stream models then get NaN joints,
-the start detector pauses). See docs/node.md, "Skeleton gaps".
+``hold_frames`` frames; after that it has none (models that take joints then get NaN
+joints, the start detector pauses). See docs/node.md, "Skeleton gaps".
 """
 
 from collections import Counter
