@@ -18,8 +18,8 @@ from training.evaluate import evaluate_checkpoint  # noqa: E402
 
 def test_recalibration_fixes_an_overconfident_model_and_keeps_its_blocks(tiny_cache, tmp_path):
     torch.manual_seed(0)
-    model = build_model('skeleton_gru', **{**fast_config('skeleton_gru'),
-                                          'features': 'centred_velocity'})
+    config = {**fast_config('skeleton_gru'), 'features': 'centred_velocity'}
+    model = build_model('skeleton_gru', **config)
     # T = 0.02 multiplies the logits by 50: a confidently random model.
     source = tmp_path / 'model.pt'
     save_checkpoint(source, model, model_name='skeleton_gru', model_config=model.config,
