@@ -4,6 +4,7 @@ Drive a real ``predictor_node`` process over DDS from a test: inputs, outputs, d
 Everything waits on events (matched endpoints, received messages), never on fixed sleeps.
 """
 
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Collection, Dict, List, Optional, Sequence
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -54,6 +55,53 @@ def node_command(ros_args: Sequence[str]) -> List[str]:
     """Return the command running the node's entry point here, with ``--ros-args``."""
     return [sys.executable, '-m', 'pitch_predictor.predictor_node', '--ros-args',
             *ros_args]
+
+
+class Streams:
+    """Hand out stream start stamps a minute apart (the node starts each one afresh)."""
+
+    def __init__(self, first_s: int = 100) -> None:
+        self.next_s = first_s
+
+    def start(self) -> int:
+        """Return a fresh first stamp (ns; sim time: any positive stamps)."""
+        self.next_s += 60
+        return self.next_s * SECOND
+
+
+def qhd_trial() -> Tuple[np.ndarray, np.ndarray]:
+    """Render a qHD (960x540) pitch, independent of the simulator: (frames, joints)."""
+    from runtime_fixtures import synthetic_trial
+
+    return synthetic_trial(width=960, height=540)
+
+
+def start_node(checkpoint: Path, peer: 'TestPeer', log_path: Path,
+               *extra_args: str) -> 'NodeProcess':
+    """
+    Start the node under test on ``checkpoint`` and wait until ``peer`` sees it up.
+
+    Settings of the DDS tests: CPU, sim time (stamps come from the messages),
+    diagnostics every 0.2 s, deep input queues; ``extra_args`` add ``-p name:=value``.
+    """
+    proc = NodeProcess(node_command([
+        '-p', f'model_path:={checkpoint}', '-p', 'device:=cpu', '-p', 'use_sim_time:=true',
+        '-p', 'diagnostics_period_s:=0.2', '-p', 'qos_depth:=100',
+        # A lost skeleton packet can stall that topic for seconds under load (see README):
+        # let frames wait long enough that the comparison never depends on it.
+        '-p', 'max_pending_frames:=300', *extra_args]), log_path)
+    peer.wait_for_node(proc)
+    return proc
+
+
+@contextmanager
+def open_peer() -> Iterator['TestPeer']:
+    """Create the test's own DDS participant; close it afterwards."""
+    peer = TestPeer()
+    try:
+        yield peer
+    finally:
+        peer.close()
 
 
 class NodeProcess:

@@ -23,7 +23,7 @@ TRIALS = 3
 
 @pytest.fixture(scope='module')
 def recording(tmp_path_factory):
-    """Write a 3-trial recording at the stored 426x240 size and a random fast checkpoint."""
+    """Write a 3-trial recording at the simulator's size and a random fast checkpoint."""
     folder = tmp_path_factory.mktemp('eval_replay')
     cfg = SimConfig(participants=1, trials_per_block=1, seed=4242)
     specs = plan_dataset(cfg)[:TRIALS]
@@ -71,6 +71,16 @@ def two_stream_checkpoint(recording):
     save_checkpoint(checkpoint, model, model_name='two_stream_2d', model_config=config,
                     preprocess=fast_preprocess(), sampling_method=1)
     return checkpoint
+
+
+@pytest.fixture(scope='module')
+def joints_checkpoint(recording):
+    """Save a random fast joints-only skeleton GRU (the validated recipe, fixed seed)."""
+    from runtime_fixtures import make_checkpoint, SKELETON_RECIPE
+
+    _, _, folder = recording
+    return make_checkpoint(folder / 'skeleton_gru.pt', 'skeleton_gru', seed=2,
+                           sampling_method=1, config=SKELETON_RECIPE)
 
 
 def _frames_in(bag) -> int:
@@ -133,4 +143,20 @@ def test_two_stream_model_gives_identical_predictions_offline_and_over_dds(
     counters = offline_stats['core_counters']
     for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
                 'frames_paired'):
+        assert int(diagnostics[key]) == counters.get(key, 0), key
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_joints_only_model_gives_identical_predictions_offline_and_over_dds(
+        recording, joints_checkpoint):
+    bag, _, folder = recording
+    offline_stats, result = _dds_equals_offline(bag, joints_checkpoint,
+                                                folder / 'dds_joints')
+    diagnostics = result.stats['node_diagnostics']
+    assert diagnostics['model'] == 'skeleton_gru'
+    assert diagnostics['input_kind'] == 'joints'
+    counters = offline_stats['core_counters']
+    for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
+                'frames_paired', 'predictions'):
         assert int(diagnostics[key]) == counters.get(key, 0), key

@@ -10,27 +10,15 @@ import signal
 import time
 
 from node_harness import (
-    FRAME_NS, node_command, NodeProcess, require_module, SECOND, TestPeer)
+    FRAME_NS, open_peer, qhd_trial, require_module, SECOND, start_node, Streams)
 import numpy as np
 from pitch_predictor.runtime.core import PredictorCore
 import pytest
-from runtime_fixtures import make_checkpoint, synthetic_trial
+from runtime_fixtures import make_checkpoint
 
 rclpy = require_module('rclpy')
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-class Streams:
-    """Hands out stream start stamps a minute apart (sim time: any positive stamps)."""
-
-    def __init__(self) -> None:
-        self.next_s = 100
-
-    def start(self) -> int:
-        """Return a fresh first stamp (ns)."""
-        self.next_s += 60
-        return self.next_s * SECOND
 
 
 @pytest.fixture(scope='module')
@@ -42,29 +30,21 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope='module')
 def trial():
     """Render a qHD pitch here, independent of the simulator."""
-    return synthetic_trial(width=960, height=540)
+    return qhd_trial()
 
 
 @pytest.fixture(scope='module')
 def peer():
     """Create the test's own DDS participant."""
-    p = TestPeer()
-    yield p
-    p.close()
+    with open_peer() as p:
+        yield p
 
 
 @pytest.fixture(scope='module')
 def node(checkpoint, peer, tmp_path_factory):
-    """Start the node under test, with sim time on (stamps come from the messages)."""
-    log = tmp_path_factory.mktemp('node') / 'node.log'
-    proc = NodeProcess(node_command([
-        '-p', f'model_path:={checkpoint}', '-p', 'device:=cpu', '-p', 'use_sim_time:=true',
-        '-p', 'diagnostics_period_s:=0.2', '-p', 'qos_depth:=100',
-        '-p', 'publish_annotated_image:=true',
-        # A lost skeleton packet can stall that topic for seconds under load (see README):
-        # let frames wait long enough that the comparison never depends on it.
-        '-p', 'max_pending_frames:=300']), log)
-    peer.wait_for_node(proc)
+    """Start the node under test (annotated images on)."""
+    proc = start_node(checkpoint, peer, tmp_path_factory.mktemp('node') / 'node.log',
+                      '-p', 'publish_annotated_image:=true')
     yield proc
     proc.stop()
 
