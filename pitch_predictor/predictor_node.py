@@ -8,7 +8,7 @@ In:  ``/kinect2/qhd/image_color`` (sensor_msgs/Image; ``.../compressed`` with
      ``skeleton_type: marker_array``, MarkerArray).
 Out: ``/pitch/predicted_block`` (Int32), ``/pitch/block_probabilities``
      (Float32MultiArray, 9), ``/pitch/prediction_header`` (Header: stamp = start frame,
-     frame_id 'final' or 'early:<fraction>', see runtime.topics), ``/pitch/early_estimate``
+     frame_id 'final' or 'early:<fraction>', see pitch_predictor.topics), ``/pitch/early_estimate``
      (Float32MultiArray: fraction, 9 probabilities), ``/diagnostics``,
      ``/pitch/annotated_image`` (when ``publish_annotated_image`` is true).
 
@@ -33,9 +33,9 @@ from typing import Any, Callable, Dict, List, Optional
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
+from pitch_predictor import topics
 from pitch_predictor.runtime import messages
 from pitch_predictor.runtime import node_params
-from pitch_predictor.runtime import topics
 from pitch_predictor.runtime.node_params import ParameterError, ParamSpec
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult)

@@ -151,3 +151,14 @@ def test_bag_of_misses_records_intended_and_actual_block(tmp_path):
         assert (t.block, t.intended_block) == (by_id[t.trial_id].block,
                                                by_id[t.trial_id].intended_block)
         assert t.block != t.intended_block
+
+
+def test_recordings_use_the_nodes_topic_names():
+    from pitch_predictor import topics
+    from pitch_predictor.runtime import node_params
+
+    # One definition (pitch_predictor.topics): what a bag stores is what the node hears.
+    assert RGB_TOPIC == '/' + topics.IMAGE_TOPIC
+    assert COMPRESSED_TOPIC == '/' + topics.IMAGE_TOPIC + topics.COMPRESSED_SUFFIX
+    assert SKELETON_TOPIC == '/' + topics.SKELETON_TOPIC
+    assert node_params.SKELETON_TOPIC == topics.SKELETON_TOPIC

@@ -39,13 +39,15 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 import cv2
 import numpy as np
+from pitch_predictor import topics
 
-RGB_TOPIC = '/kinect2/qhd/image_color'
-COMPRESSED_TOPIC = '/kinect2/qhd/image_color/compressed'
-SKELETON_TOPIC = '/body_tracking/skeleton'
-TRUTH_TOPIC = '/pitch/ground_truth'
+# The node's input topics (pitch_predictor.topics), as the global names a bag stores.
+RGB_TOPIC = topics.global_name(topics.IMAGE_TOPIC)
+COMPRESSED_TOPIC = topics.global_name(topics.COMPRESSED_IMAGE_TOPIC)
+SKELETON_TOPIC = topics.global_name(topics.SKELETON_TOPIC)
+TRUTH_TOPIC = '/pitch/ground_truth'  # recordings only: the node never sees it
 FRAME_ID = 'kinect2_rgb_optical_frame'
-FRAME_PERIOD_NS = 1_000_000_000 / 30.0
+FRAME_PERIOD_NS = topics.FRAME_PERIOD_S * 1e9  # exact (float): stamps are rounded per frame
 GAP_FRAMES = 20  # still frames at the rest spot before each trial (after the walk-back)
 
 PathLike = Union[str, Path]

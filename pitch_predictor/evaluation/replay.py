@@ -36,10 +36,10 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from pitch_predictor import topics
 from pitch_predictor.evaluation.rosbags_to_rclpy import rclpy_message_class, to_rclpy
 from pitch_predictor.evaluation.scoring import ObservedPrediction
 from pitch_predictor.kinect import WINDOW
-from pitch_predictor.runtime import topics
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node

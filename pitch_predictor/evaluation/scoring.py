@@ -28,9 +28,10 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from pitch_predictor.kinect import FPS, NUM_BLOCKS
+from pitch_predictor.kinect import NUM_BLOCKS
+from pitch_predictor.topics import FRAME_PERIOD_S
 
-FRAME_PERIOD_NS = 1e9 / FPS
+FRAME_PERIOD_NS = FRAME_PERIOD_S * 1e9  # exact (float): start errors in frames
 
 
 class ScoringError(ValueError):

@@ -14,8 +14,8 @@ from typing import (
     Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union)
 
 from pitch_predictor.runtime.settings import CoreConfig
-from pitch_predictor.runtime.topics import COMPRESSED_SUFFIX, IMAGE_TOPIC, SKELETON_TOPIC
 from pitch_predictor.start_detector import StartDetectorConfig
+from pitch_predictor.topics import COMPRESSED_SUFFIX, IMAGE_TOPIC, SKELETON_TOPIC
 import yaml
 
 DETECTOR_PREFIX = 'detector.'
