@@ -3,7 +3,7 @@
 import re
 
 from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
-from pitch_predictor.shipped_model import default_model_path, DEFAULT_MODEL_FILE
+from pitch_predictor.shipped_model import DEFAULT_MODEL_FILE, default_model_path
 import pytest
 import torch
 
