@@ -2,7 +2,8 @@
 Costs of the networks: parameters, forward time per clip, training speed, memory per frame.
 
 Prints, for every registered network at the paper size (224 input) and the fast size
-(112 input, ``networks.fast_config``):
+(112 input, ``networks.fast_config``), whatever it takes as input (``input_kind``: 'rgb'
+clips, 'joints' sequences, or both for the two-stream 'rgb+joints' networks):
 
 - parameter counts;
 - forward time of one test clip (10 frames, batch 1, eval, no autograd), on 2 torch
@@ -45,6 +46,12 @@ def config_for(name: str, size: str) -> dict:
     return model_config_defaults(name) if size == 'paper' else fast_config(name)
 
 
+def input_kind(name: str) -> str:
+    """Return the ``input_kind`` of network ``name`` (built on the meta device: free)."""
+    with torch.device('meta'):
+        return build_model(name, **fast_config(name)).input_kind
+
+
 def count_parameters(name: str, size: str) -> int:
     """Count parameters without allocating them (the model is built on the meta device)."""
     with torch.device('meta'):
@@ -52,12 +59,24 @@ def count_parameters(name: str, size: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def example_input(model: nn.Module, frames: int, batch: int = 1) -> torch.Tensor:
-    """Return a random batch of clips (or joint sequences) for ``model``."""
-    if model.input_kind == 'joints':
-        return torch.randn(batch, frames, 25, 3)
+def example_input(model: nn.Module, frames: int, batch: int = 1) -> Tuple[torch.Tensor, ...]:
+    """
+    Return ``model``'s positional inputs for a random batch: ``model(*inputs)``.
+
+    'rgb': (clips,); 'joints': (joint sequences,); 'rgb+joints': (clips, joints) of the
+    same frames.
+    """
+    kind = model.input_kind
+    joints = torch.randn(batch, frames, 25, 3)
+    if kind == 'joints':
+        return (joints,)
     size = model.input_size
-    return torch.randn(batch, frames, 3, size, size)
+    clips = torch.randn(batch, frames, 3, size, size)
+    if kind == 'rgb+joints':
+        return clips, joints
+    if kind != 'rgb':
+        raise ValueError(f'{model.name}: unknown input_kind {kind!r}')
+    return (clips,)
 
 
 def timed(fn: Callable[[], object], repeat: int) -> Tuple[float, float]:
@@ -78,13 +97,13 @@ def forward_times(names: List[str], sizes: List[str]) -> None:
         for name in names:
             torch.manual_seed(0)
             model = build_model(name, **config_for(name, size)).eval()
-            clip = example_input(model, CLIP_FRAMES)
+            inputs = example_input(model, CLIP_FRAMES)
             repeat = 3 if size == 'paper' else 10
             row = []
             for count in (2, 1):
                 torch.set_num_threads(count)
                 with torch.no_grad():
-                    median, best = timed(lambda m=model, c=clip: m(c), repeat)
+                    median, best = timed(lambda m=model, x=inputs: m(*x), repeat)
                 row.append(f'{median * 1e3:9.1f} / {best * 1e3:7.1f} ms')
             torch.set_num_threads(threads)
             print(f'{name:20s} {size:6s} {row[0]:>24s} {row[1]:>22s}')
@@ -102,12 +121,12 @@ def fast_training(names: List[str], batches: int) -> None:
         torch.manual_seed(0)
         model = build_model(name, **fast_config(name))
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-4)
-        clips = example_input(model, CLIP_FRAMES, BATCH)
+        inputs = example_input(model, CLIP_FRAMES, BATCH)
         labels = torch.randint(0, 9, (BATCH,))
 
-        def step(m=model, o=optimiser, x=clips, y=labels) -> None:
+        def step(m=model, o=optimiser, x=inputs, y=labels) -> None:
             o.zero_grad()
-            F.cross_entropy(m(x), y).backward()
+            F.cross_entropy(m(*x), y).backward()
             o.step()
 
         row = []
@@ -116,7 +135,9 @@ def fast_training(names: List[str], batches: int) -> None:
             median, best = timed(step, batches)
             row.append(f'{median * steps:6.1f} / {best * steps:5.1f} s')
         backbone = '-'
-        if model.input_kind == 'rgb' and hasattr(model, 'features'):
+        # A per-frame backbone: AlexNet models and the two-stream networks' RGB branch
+        # (the 3D CNNs' backbone is the identity, a joints model has none).
+        if hasattr(model, 'features') or model.input_kind == 'rgb+joints':
             model.eval()
             frame = torch.randn(1, 3, model.input_size, model.input_size)
             with torch.no_grad():
@@ -197,9 +218,11 @@ def main() -> None:
     for name in names:
         print(f'{name:20s} {count_parameters(name, "paper"):18,d} '
               f'{count_parameters(name, "fast"):16,d}')
-    rgb = [n for n in names if n != 'skeleton_gru']
-    forward_times(rgb + ['skeleton_gru'], ['fast'] if args.quick else ['fast', 'paper'])
-    fast_training([n for n in rgb if n.endswith('alexnet')] + ['r3d_18', 'skeleton_gru'],
+    kinds = {name: input_kind(name) for name in names}
+    rgb = [n for n in names if kinds[n] == 'rgb']
+    others = [n for n in names if kinds[n] != 'rgb']  # two-stream and joints models
+    forward_times(rgb + others, ['fast'] if args.quick else ['fast', 'paper'])
+    fast_training([n for n in rgb if n.endswith('alexnet')] + ['r3d_18'] + others,
                   args.batches)
     memory_per_frame(paper_models=not args.quick)
 
