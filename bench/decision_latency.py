@@ -8,9 +8,12 @@ computes every frame's CNN features at decision time: from the stored crops
 (test transform + backbone for all 40 frames), or from the raw camera frames (crop as
 well). All three give the same probabilities (checked); only the wait differs. The fast
 model (the shipped one when present) and the paper-size model (random weights), CPU,
-one torch thread (the node's setting). The three paths take turns call by call; min /
-median / max per path, the load before and after, and a ratio is marked as noise when
-the medians differ by less than the spread of either.
+one torch thread (the node's setting). A two-stream model gets the window's joints
+beside its features on every path. A joints-only shipped model (``skeleton_gru``) has
+no CNN features to recompute: its decision from the window's joints is timed alone, and
+the comparison runs on a random fast RGB model instead. The three paths take turns call
+by call; min / median / max per path, the load before and after, and a ratio is marked
+as noise when the medians differ by less than the spread of either.
 """
 
 import os
@@ -22,7 +25,7 @@ from typing import Dict, List
 from bench_models import bench_checkpoint
 from machine import machine_line, ratio_line
 import numpy as np
-from pitch_predictor.kinect import WINDOW
+from pitch_predictor.kinect import NUM_JOINTS, WINDOW
 from pitch_predictor.preprocessing import crop_frames
 from pitch_predictor.runtime.core import PredictorCore
 import torch
@@ -30,22 +33,42 @@ import torch
 REPEATS = {'fast': 30, 'paper': 8}
 
 
+def window_joints(rng: np.random.Generator) -> np.ndarray:
+    """Return random joints (40, 25, 3) in metres about 2.2 m in front of the camera."""
+    joints = rng.normal(0.0, 0.3, (WINDOW, NUM_JOINTS, 3)).astype(np.float32)
+    joints[..., 2] += 2.2
+    return joints
+
+
+def measure_joints(core: PredictorCore, repeat: int) -> List[float]:
+    """Time a joints-only model's decision from one random window's joints."""
+    joints = torch.from_numpy(window_joints(np.random.default_rng(0)))
+    times = []
+    for round_ in range(repeat + 1):
+        t0 = time.perf_counter()
+        core.clip_probabilities(joints)
+        if round_:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def measure(core: PredictorCore, repeat: int) -> Dict[str, List[float]]:
     """Time the three decision paths on one random window; check they agree."""
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 256, (WINDOW, 540, 960, 3), dtype=np.uint8)
+    joints = window_joints(rng) if core.two_stream else None  # beside the RGB features
     crops = crop_frames(raw, core.preprocess)
     cached = list(core.window_features_from_crops(crops))
 
     def from_cache() -> np.ndarray:
-        return core.clip_probabilities(torch.stack(cached))
+        return core.clip_probabilities(torch.stack(cached), joints=joints)
 
     def from_crops() -> np.ndarray:
-        return core.clip_probabilities(core.window_features_from_crops(crops))
+        return core.clip_probabilities(core.window_features_from_crops(crops), joints=joints)
 
     def from_raw() -> np.ndarray:
         return core.clip_probabilities(
-            core.window_features_from_crops(crop_frames(raw, core.preprocess)))
+            core.window_features_from_crops(crop_frames(raw, core.preprocess)), joints=joints)
 
     reference = from_cache()
     for fn in (from_crops, from_raw):
@@ -87,6 +110,15 @@ def main() -> int:
         for size in ('fast', 'paper'):
             path, label = bench_checkpoint(tmp, size)
             core = PredictorCore(path, device='cpu', notify=lambda key, message: None)
+            if core.input_kind == 'joints':
+                load = os.getloadavg()[0]
+                v = np.asarray(measure_joints(core, REPEATS[size])) * 1e3
+                print(f'| {label} | method {core.sampling_method} | decision from the '
+                      f'window joints (no CNN features) | {v.min():.1f} / '
+                      f'{float(np.median(v)):.1f} / {v.max():.1f} | '
+                      f'{load:.1f}, {os.getloadavg()[0]:.1f} |')
+                path, label = bench_checkpoint(tmp, size, prefer_shipped=False)
+                core = PredictorCore(path, device='cpu', notify=lambda key, message: None)
             load = os.getloadavg()[0]
             times = measure(core, REPEATS[size])
             load_after = os.getloadavg()[0]
