@@ -26,9 +26,10 @@ from typing import Any, Optional, Sequence
 
 DEMO_SEED = 90210
 TRIALS_PER_BLOCK = 2
-# The generator's native frame size: the node maps any camera size to the model's
-# geometry, and 426x240 keeps the 18-pitch recording at ~0.6 GB instead of 3 GB (qHD).
-FRAME_SIZE = (426, 240)
+# pitchsim's native frame size, the recorder's (1920x1080 resized by 1/3): the node maps
+# any camera size to the model's geometry. 18 pitches of ~150 frames each (trial,
+# walk-back, rest) at 640x360 bgr8 make a ~1.9 GB recording (qHD would be 11 GB).
+FRAME_SIZE = (640, 360)
 
 
 def _seeds_in(value: Any) -> set:
