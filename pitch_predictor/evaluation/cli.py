@@ -66,7 +66,7 @@ def frames_lost(stats: dict) -> Optional[tuple]:
 
 
 def windows_skipped(stats: dict) -> int:
-    """Return how many windows the node skipped for a missing skeleton (two-stream models)."""
+    """Return how many windows the node skipped for a missing skeleton (joints models)."""
     counters = stats.get('core_counters') or stats.get('node_diagnostics') or {}
     try:
         return int(float(counters.get('windows_skipped_no_skeleton', 0)))

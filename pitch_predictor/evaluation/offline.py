@@ -4,11 +4,11 @@ Offline evaluation: the recording's messages through the node's own core, withou
 Exactly the node's processing: the same parameter file read the same way, the same
 message conversion (``runtime.messages``) and the same :class:`PredictorCore`, fed in
 the recording's order with each message's header stamp. Decisions run inline, so the
-result is deterministic and needs no ROS. Two-stream (RGB + joints) models get the same
-window joints and the same skeleton-gap policy as in the node (``stats['core_counters']``
-holds ``windows_skipped_no_skeleton`` and ``decisions_with_filled_skeleton``). The stream
-is not flushed at the end (the node never flushes either), so both modes see the same
-frames.
+result is deterministic and needs no ROS. Models that take joints (two-stream,
+joints-only) get the same window joints and the same skeleton-gap policy as in the node
+(``stats['core_counters']`` holds ``windows_skipped_no_skeleton`` and
+``decisions_with_filled_skeleton``). The stream is not flushed at the end (the node
+never flushes either), so both modes see the same frames.
 """
 
 from __future__ import annotations

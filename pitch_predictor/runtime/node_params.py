@@ -92,10 +92,10 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               'A frame without a skeleton reuses the last one for this many frames; '
               'beyond that start detection pauses and re-arms.', 0, 30),
     ParamSpec('max_missing_skeleton_fraction', 0.5,
-              'Two-stream (RGB + joints) models only: a window with a larger share of '
-              'frames without their own skeleton (held over or none) gets no prediction; '
-              'it is counted as windows_skipped_no_skeleton (see docs/node.md, "Skeleton '
-              'gaps").', 0.0, 1.0),
+              'Models that take joints (two-stream, joints-only): a window with a larger '
+              'share of frames without their own skeleton (held over or none) gets no '
+              'prediction; it is counted as windows_skipped_no_skeleton (see '
+              'docs/node.md, "Skeleton gaps").', 0.0, 1.0),
     ParamSpec('max_gap_s', 0.5,
               'A longer pause between frame stamps resets the stream (shorter gaps '
               'are counted as missing frames).', 0.01, 60.0),

@@ -33,9 +33,9 @@ class CoreConfig:
     are counted as missing frames and the stream continues).
     ``early_estimates``/``early_every_frames``: streaming estimates while the window
     fills (forward, streamable models only).
-    ``max_missing_skeleton_fraction``: two-stream models only: a window (or the part of
-    it an early estimate has seen) with a larger share of frames without their own
-    skeleton (held or none) is not decided.
+    ``max_missing_skeleton_fraction``: models that take joints (two-stream, joints-only):
+    a window (or the part of it an early estimate has seen) with a larger share of frames
+    without their own skeleton (held or none) is not decided.
     ``detector``: the start detector's settings.
     """
 
