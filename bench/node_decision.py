@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 from pitch_predictor.runtime.core import PredictorCore  # noqa: E402
 from pitch_predictor.runtime.decision_worker import DecisionWorker  # noqa: E402
 from pitch_predictor.runtime.messages import image_msg_to_pixels  # noqa: E402
-from pitch_predictor.runtime.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S  # noqa: E402
 from pitch_predictor.shipped_model import default_model_path  # noqa: E402
+from pitch_predictor.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S  # noqa: E402
 from runtime_fixtures import make_checkpoint, synthetic_trial  # noqa: E402
 import torch  # noqa: E402
 

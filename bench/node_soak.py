@@ -180,8 +180,8 @@ def soak_publisher(args: argparse.Namespace) -> int:
     from geometry_msgs.msg import Pose, PoseArray
     from sensor_msgs.msg import Image
 
-    from pitch_predictor.runtime.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S
-    from pitch_predictor.runtime.topics import IMAGE_TOPIC, SKELETON_TOPIC
+    from pitch_predictor.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S
+    from pitch_predictor.topics import IMAGE_TOPIC, SKELETON_TOPIC
     from runtime_fixtures import synthetic_trial
 
     rclpy.init()
