@@ -140,7 +140,7 @@ DETECTOR_HELP: Dict[str, Tuple[str, float, float]] = {
     'run_length': ('Frames over delta_image with non-decreasing change (conditions a, '
                    'b); the start is known this many frames - 1 after it happened.', 1, 40),
     'signature_size': ('Side of the grey image signature dx is measured on (values in '
-                       '[0, 1]).', 8, 256),
+                       'network-input units: (grey / 255 - 0.449) / 0.226).', 8, 256),
     'rest_frames': ('Still frames before the detector arms (the rest reference).', 1, 300),
     'rest_image_tol': ('Largest image change within a still run.', 0.0, 1000.0),
     'rest_joint_tol': ('Largest joint change (m) within a still run.', 0.0, 10.0),
