@@ -84,7 +84,7 @@ class StartDetectorConfig:
 
 
 def image_signature(crop: np.ndarray, cfg: StartDetectorConfig) -> np.ndarray:
-    """Return the normalised image x_t of a uint8 RGB crop (S, S, 3): float32 (n, n), network units."""
+    """Return the normalised image x_t of a uint8 RGB crop (S, S, 3): float32 (n, n)."""
     crop = np.asarray(crop)
     if crop.ndim != 3 or crop.shape[-1] != 3 or crop.dtype != np.uint8:
         raise ValueError(f'image_signature expects a uint8 RGB crop (S, S, 3), got '
