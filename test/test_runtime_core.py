@@ -255,10 +255,11 @@ def test_the_torch_free_runtime_modules_import_no_torch():
     import subprocess
     import sys
 
-    modules = ['settings', 'topics', 'stream_stamps', 'skeleton_hold', 'pitch_window',
+    modules = ['settings', 'stream_stamps', 'skeleton_hold', 'pitch_window',
                'pairing', 'feature_buffer', 'core_statistics', 'jobs', 'decision_worker',
                'messages', 'node_params']
-    code = ('import sys\n' + ''.join(f'import pitch_predictor.runtime.{m}\n' for m in modules)
+    code = ('import sys\nimport pitch_predictor.topics\n'
+            + ''.join(f'import pitch_predictor.runtime.{m}\n' for m in modules)
             + "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
