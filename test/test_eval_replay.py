@@ -131,31 +131,18 @@ def test_dds_replay_and_offline_give_identical_predictions(recording):
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_two_stream_model_gives_identical_predictions_offline_and_over_dds(
-        recording, two_stream_checkpoint):
+@pytest.mark.parametrize('fixture, model, kind', [
+    ('two_stream_checkpoint', 'two_stream_2d', 'rgb+joints'),
+    ('joints_checkpoint', 'skeleton_gru', 'joints')])
+def test_models_reading_joints_give_identical_predictions_offline_and_over_dds(
+        recording, request, fixture, model, kind):
     bag, _, folder = recording
-    offline_stats, result = _dds_equals_offline(bag, two_stream_checkpoint,
-                                                folder / 'dds_two_stream')
+    offline_stats, result = _dds_equals_offline(bag, request.getfixturevalue(fixture),
+                                                folder / f'dds_{model}')
     diagnostics = result.stats['node_diagnostics']
-    assert diagnostics['model'] == 'two_stream_2d'
-    assert diagnostics['input_kind'] == 'rgb+joints'
+    assert diagnostics['model'] == model
+    assert diagnostics['input_kind'] == kind
     # The skeleton-gap policy decided the same windows in both runs.
-    counters = offline_stats['core_counters']
-    for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
-                'frames_paired'):
-        assert int(diagnostics[key]) == counters.get(key, 0), key
-
-
-@pytest.mark.ros
-@pytest.mark.slow
-def test_joints_only_model_gives_identical_predictions_offline_and_over_dds(
-        recording, joints_checkpoint):
-    bag, _, folder = recording
-    offline_stats, result = _dds_equals_offline(bag, joints_checkpoint,
-                                                folder / 'dds_joints')
-    diagnostics = result.stats['node_diagnostics']
-    assert diagnostics['model'] == 'skeleton_gru'
-    assert diagnostics['input_kind'] == 'joints'
     counters = offline_stats['core_counters']
     for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
                 'frames_paired', 'predictions'):

@@ -104,6 +104,15 @@ def _window_joints(joints, start, missing_offsets):
     return out
 
 
+def assert_short_gap_counted(counters) -> None:
+    """Check the counters of a window with skeletons lost for 10 frames (decided)."""
+    assert counters['frames_without_skeleton'] == 10
+    assert counters['frames_skeleton_held'] == HOLD
+    assert counters['frames_skeleton_missing'] == 10 - HOLD
+    assert counters['decisions_with_filled_skeleton'] == 1
+    assert counters['windows_skipped_no_skeleton'] == 0
+
+
 def test_two_stream_final_equals_the_plain_pipeline(checkpoints, trial, start):
     frames, joints = trial
     core = _core(checkpoints['two_stream_2d'])
@@ -192,12 +201,7 @@ def test_short_gap_holds_then_nan_and_is_decided(checkpoints, trial, start):
         atol=1e-5)
     assert np.isfinite(prediction.probabilities).all()
     assert prediction.skeleton_filled_frames == 10
-    counters = core.counters
-    assert counters['frames_without_skeleton'] == 10
-    assert counters['frames_skeleton_held'] == HOLD
-    assert counters['frames_skeleton_missing'] == 10 - HOLD
-    assert counters['decisions_with_filled_skeleton'] == 1
-    assert counters['windows_skipped_no_skeleton'] == 0
+    assert_short_gap_counted(core.counters)
     assert [key for key, _ in notes] == ['missing_skeleton']  # detection paused, once
 
 
@@ -349,13 +353,8 @@ def test_joints_only_short_gap_holds_then_nan_and_is_decided(checkpoints, trial,
                                _training_decision(core, expected_joints), atol=1e-5)
     assert np.isfinite(prediction.probabilities).all()
     assert prediction.start_stamp_ns == T0 + start * FRAME_NS
-    counters = core.counters
-    assert counters['frames_without_skeleton'] == 10
-    assert counters['frames_skeleton_held'] == HOLD
-    assert counters['frames_skeleton_missing'] == 10 - HOLD
-    assert counters['decisions_with_filled_skeleton'] == 1
-    assert counters['windows_skipped_no_skeleton'] == 0
-    assert counters['windows_aborted'] == 0
+    assert_short_gap_counted(core.counters)
+    assert core.counters['windows_aborted'] == 0
     assert [key for key, _ in notes] == ['missing_skeleton']
 
 
