@@ -127,6 +127,17 @@ def _assemble(position: torch.Tensor, valid: torch.Tensor, previous: torch.Tenso
     return torch.cat([position, velocity, valid.unsqueeze(-1).to(position.dtype)], dim=-1)
 
 
+def _measure(joints: torch.Tensor, scaled: bool) -> Tuple[torch.Tensor, ...]:
+    """Return (joints with missing zeroed, validity, origin, right, scale, ok) per skeleton."""
+    joints = joints.float()
+    valid = joint_validity(joints)
+    joints = _zero_missing(joints, valid)
+    origin, right, scale, ok = body_frame(joints, valid)
+    if not scaled:
+        scale = torch.ones_like(scale)
+    return joints, valid, origin, right, scale, ok
+
+
 def centred_joint_features(joints: torch.Tensor, scaled: bool = True) -> torch.Tensor:
     """
     Return the body-frame features of whole clips: ``(B, T, 25, 3) -> (B, T, 25, 7)``.
@@ -137,12 +148,7 @@ def centred_joint_features(joints: torch.Tensor, scaled: bool = True) -> torch.T
     if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
         raise ValueError(f'joint features expect joints (B, T, {NUM_JOINTS}, 3), got '
                          f'{tuple(joints.shape)}')
-    joints = joints.float()
-    valid = joint_validity(joints)
-    joints = _zero_missing(joints, valid)
-    origin, right, scale, ok = body_frame(joints, valid)  # per frame (B, T, ...)
-    if not scaled:
-        scale = torch.ones_like(scale)
+    joints, valid, origin, right, scale, ok = _measure(joints, scaled)  # per frame (B, T)
     seen = torch.cumsum(ok.to(torch.int64), dim=1)
     # The first ok frame of each clip; a sum with one non-zero term copies it exactly.
     first = (ok & (seen == 1)).to(joints.dtype)
@@ -192,12 +198,7 @@ def centred_joint_features_step(joints: torch.Tensor, state: JointFeatureState,
     if joints.dim() != 3 or tuple(joints.shape[1:]) != (NUM_JOINTS, 3):
         raise ValueError(f'joint features expect one frame (B, {NUM_JOINTS}, 3), got '
                          f'{tuple(joints.shape)}')
-    joints = joints.float()
-    valid = joint_validity(joints)
-    joints = _zero_missing(joints, valid)
-    origin, right, scale, ok = body_frame(joints, valid)
-    if not scaled:
-        scale = torch.ones_like(scale)
+    joints, valid, origin, right, scale, ok = _measure(joints, scaled)
     take = ok & ~state.found
     origin = torch.where(take.unsqueeze(-1), origin, state.origin)
     right = torch.where(take.unsqueeze(-1), right, state.right)
