@@ -50,7 +50,6 @@ from pitch_predictor.sim.render import (
 
 ONSET_MOVE_M = 0.02  # a joint moved this far from the rest pose = motion has started
 ACTION_WINDOW = 40  # frames from the start that the networks see (must fit in the trial)
-CROP_FRACTION = 2.0 / 3.0  # network crop side / frame height (240 of 360, 720 of 1080)
 WALK_BACK_FRAMES = 40  # 1.33 s from the finish stance back to the rest spot
 
 
@@ -519,20 +518,22 @@ def trial_geometry(spec: TrialSpec, cfg: SimConfig, width: Optional[int] = None,
             camera.to_camera(motion.plan.release_pos))
 
 
-def crop_box(camera: Camera, crop_fraction: float = CROP_FRACTION
+def crop_box(camera: Camera, preprocess: Optional[object] = None
              ) -> Tuple[float, float, float, float]:
     """
     Return the network's centre crop (u0, v0, u1, v1) in pixel coordinates of ``camera``.
 
-    The crop is the centre square of side ``crop_fraction`` x frame height, as
-    ``preprocessing.crop_frames`` takes it (240 of 640x360, 720 of 1920x1080).
+    The box of :func:`pitch_predictor.preprocessing.crop_box`, the one ``crop_frames``
+    takes (``preprocess``: default the fast preset, the same field of view as the
+    paper's: 240 of 640x360, 720 of 1920x1080).
     """
-    side = crop_fraction * camera.height
-    cu, cv = camera.width / 2.0, camera.height / 2.0
-    return cu - side / 2.0, cv - side / 2.0, cu + side / 2.0, cv + side / 2.0
+    from pitch_predictor import preprocessing
+    x0, y0, side = preprocessing.crop_box(camera.width, camera.height,
+                                          preprocess or preprocessing.fast_preprocess())
+    return float(x0), float(y0), float(x0 + side), float(y0 + side)
 
 
-def crop_share(points_cam: np.ndarray, camera: Camera, crop_fraction: float = CROP_FRACTION,
+def crop_share(points_cam: np.ndarray, camera: Camera, preprocess: Optional[object] = None,
                margin: float = 0.0) -> np.ndarray:
     """
     Return the share of projected points inside the centre crop, per frame.
@@ -542,7 +543,7 @@ def crop_share(points_cam: np.ndarray, camera: Camera, crop_fraction: float = CR
     fraction of the crop side away from every crop edge. Pixel coordinates are
     :meth:`Camera.project`'s (pixel centres at integers), the box edges pixel borders.
     """
-    u0, v0, u1, v1 = crop_box(camera, crop_fraction)
+    u0, v0, u1, v1 = crop_box(camera, preprocess)
     pad = margin * (u1 - u0)
     uv = camera.project(np.asarray(points_cam, dtype=float)) + 0.5  # pixel borders
     inside = ((uv[..., 0] >= u0 + pad) & (uv[..., 0] <= u1 - pad)
@@ -551,9 +552,9 @@ def crop_share(points_cam: np.ndarray, camera: Camera, crop_fraction: float = CR
 
 
 def crop_clearance(points_cam: np.ndarray, camera: Camera,
-                   crop_fraction: float = CROP_FRACTION) -> np.ndarray:
+                   preprocess: Optional[object] = None) -> np.ndarray:
     """Return the smallest distance of the points to a crop edge per frame (crop sides)."""
-    u0, v0, u1, v1 = crop_box(camera, crop_fraction)
+    u0, v0, u1, v1 = crop_box(camera, preprocess)
     uv = camera.project(np.asarray(points_cam, dtype=float)) + 0.5
     gaps = np.stack([uv[..., 0] - u0, u1 - uv[..., 0], uv[..., 1] - v0, v1 - uv[..., 1]], -1)
     return gaps.min(axis=(-1, -2)) / (u1 - u0)
