@@ -8,9 +8,9 @@ randomly initialised model of the same architecture: costs do not depend on weig
 from pathlib import Path
 from typing import Tuple
 
-from pitch_predictor.checkpoint import save_checkpoint
-from pitch_predictor.networks import build_model, fast_config, model_config_defaults
-from pitch_predictor.preprocessing import fast_preprocess, paper_preprocess
+from pitch_predictor.models.checkpoint import save_checkpoint
+from pitch_predictor.models.preprocessing import fast_preprocess, paper_preprocess
+from pitch_predictor.models.registry import build_model, fast_config, model_config_defaults
 from pitch_predictor.shipped_model import default_model_path
 import torch
 

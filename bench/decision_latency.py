@@ -26,7 +26,7 @@ from bench_models import bench_checkpoint
 from machine import machine_line, ratio_line
 import numpy as np
 from pitch_predictor.kinect import NUM_JOINTS, WINDOW
-from pitch_predictor.preprocessing import crop_frames
+from pitch_predictor.models.preprocessing import crop_frames
 from pitch_predictor.runtime.core import PredictorCore
 import torch
 

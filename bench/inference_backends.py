@@ -21,9 +21,9 @@ from typing import Callable, Dict, List
 from bench_models import bench_checkpoint
 from machine import machine_line, ratio_line
 import numpy as np
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.kinect import WINDOW
-from pitch_predictor.sampling import test_clip_indices
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
+from pitch_predictor.models.sampling import test_clip_indices
 import torch
 from torch import nn
 

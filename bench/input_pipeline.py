@@ -24,9 +24,9 @@ from typing import Callable, Dict, Iterable, Optional
 import numpy as np
 from PIL import Image
 from pitch_predictor.data.cache import paper_split, TrialCache
-from pitch_predictor.preprocessing import (
+from pitch_predictor.models.preprocessing import (
     crop_frames, fast_preprocess, paper_preprocess, PreprocessConfig, train_transform)
-from pitch_predictor.sampling import train_clip_indices
+from pitch_predictor.models.sampling import train_clip_indices
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -87,7 +87,7 @@ def clips_per_second(batches: Iterable, transform: Callable, num_batches: int) -
 
 def training_clips_per_second(clips: torch.Tensor, steps: int) -> float:
     """Return clips/s of fast 2D-ConvGRU training steps on ``clips`` (one warm-up step)."""
-    from pitch_predictor.networks import build_model, fast_config
+    from pitch_predictor.models.registry import build_model, fast_config
     torch.manual_seed(0)
     model = build_model('convgru2d_alexnet', **fast_config('convgru2d_alexnet')).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)

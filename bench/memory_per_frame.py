@@ -19,7 +19,7 @@ from typing import Dict, List
 
 from machine import machine_line, ratio_line, saved_bytes
 import numpy as np
-from pitch_predictor.convgru import ConvGRU
+from pitch_predictor.models.convgru import ConvGRU
 import torch
 from torch import nn
 
@@ -84,7 +84,7 @@ def layer_rows() -> Dict[str, float]:
 def model_rows() -> Dict[str, tuple]:
     """Whole networks (random weights): training per frame vs the node's feature cache."""
     try:
-        from pitch_predictor.networks import build_model, fast_config, model_config_defaults
+        from pitch_predictor.models.registry import build_model, fast_config, model_config_defaults
     except ImportError as exc:
         print(f'\n(whole-model rows skipped: {exc})')
         return {}

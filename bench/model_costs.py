@@ -2,7 +2,7 @@
 Costs of the networks: parameters, forward time per clip, training speed, memory per frame.
 
 Prints, for every registered network at the paper size (224 input) and the fast size
-(112 input, ``networks.fast_config``), whatever it takes as input (``input_kind``: 'rgb'
+(112 input, ``registry.fast_config``), whatever it takes as input (``input_kind``: 'rgb'
 clips, 'joints' sequences, or both for the two-stream 'rgb+joints' networks):
 
 - parameter counts;
@@ -28,8 +28,8 @@ import statistics
 from typing import Callable, List, Tuple
 
 from machine import machine_line, ratio_line, saved_bytes, time_call
-from pitch_predictor.convgru import ConvGRU
-from pitch_predictor.networks import (
+from pitch_predictor.models.convgru import ConvGRU
+from pitch_predictor.models.registry import (
     build_model, fast_config, list_models, model_config_defaults)
 import torch
 from torch import nn

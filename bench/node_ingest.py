@@ -25,10 +25,10 @@ from bench_models import bench_checkpoint
 import cv2
 from machine import machine_line, ratio_line
 import numpy as np
-from pitch_predictor.checkpoint import save_checkpoint
 from pitch_predictor.kinect import FPS, NUM_JOINTS
-from pitch_predictor.networks import build_model, fast_config
-from pitch_predictor.preprocessing import crop_frames, fast_preprocess, test_transform
+from pitch_predictor.models.checkpoint import save_checkpoint
+from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess, test_transform
+from pitch_predictor.models.registry import build_model, fast_config
 from pitch_predictor.runtime.core import PredictorCore
 from pitch_predictor.runtime.messages import image_msg_to_pixels
 from pitch_predictor.start_detector import image_signature

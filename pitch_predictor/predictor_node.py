@@ -160,8 +160,8 @@ class PredictorNode(Node):
     def _load_core(self, settings: node_params.NodeSettings) -> Any:
         import torch
 
-        from pitch_predictor.checkpoint import CheckpointError
-        from pitch_predictor.device import DeviceError
+        from pitch_predictor.models.checkpoint import CheckpointError
+        from pitch_predictor.models.device import DeviceError
         from pitch_predictor.runtime.core import CoreConfigError, PredictorCore
         from pitch_predictor.shipped_model import default_model_path
 

@@ -36,7 +36,7 @@ def tiny_cache(tmp_path_factory) -> Path:
     on the frame size.
     """
     from pitch_predictor.data.cache import build_cache
-    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.models.preprocessing import fast_preprocess
     from pitch_predictor.sim.generator import small_config
     out = tmp_path_factory.mktemp('tiny_cache')
     build_cache(small_config(trials_per_block=4, seed=3, width=213, height=120), out,

@@ -100,9 +100,9 @@ def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int
     """
     import torch
 
-    from pitch_predictor.checkpoint import save_checkpoint
-    from pitch_predictor.networks import build_model, fast_config
-    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.models.checkpoint import save_checkpoint
+    from pitch_predictor.models.registry import build_model, fast_config
+    from pitch_predictor.models.preprocessing import fast_preprocess
 
     torch.manual_seed(seed)
     config = {**fast_config(model_name), **(config or {})}

@@ -10,7 +10,7 @@ from pitch_predictor.data.cache import (
     build_cache, CacheError, lopo_splits, paper_split, TrialCache)
 from pitch_predictor.data.layout import (
     DatasetError, load_trial_frames, load_trial_joints, scan_dataset, write_meta, write_trial)
-from pitch_predictor.preprocessing import crop_frames, fast_preprocess
+from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess
 from pitch_predictor.sim.generator import (
     generate_trials, plan_dataset, SimConfig, small_config)
 import pytest

@@ -9,11 +9,11 @@ tiny randomly initialised checkpoint: the test is about the plumbing, not accura
 import json
 
 import numpy as np
-from pitch_predictor.checkpoint import save_checkpoint
 from pitch_predictor.data.bag import (
     read_ground_truth, read_recording, RGB_TOPIC, write_recording)
-from pitch_predictor.networks import build_model, fast_config
-from pitch_predictor.preprocessing import fast_preprocess
+from pitch_predictor.models.checkpoint import save_checkpoint
+from pitch_predictor.models.preprocessing import fast_preprocess
+from pitch_predictor.models.registry import build_model, fast_config
 from pitch_predictor.sim.generator import generate_trials, plan_dataset, SimConfig
 import pytest
 import torch

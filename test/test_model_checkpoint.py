@@ -1,10 +1,10 @@
 """Checkpoint files: round trip, and every way a file can be wrong."""
 
-from pitch_predictor.checkpoint import (
+from pitch_predictor.models.checkpoint import (
     build_model_from_checkpoint, CheckpointError, load_checkpoint, save_checkpoint)
-from pitch_predictor.decision import checkpoint_temperature
-from pitch_predictor.networks import build_model, fast_config
-from pitch_predictor.preprocessing import fast_preprocess
+from pitch_predictor.models.decision import checkpoint_temperature
+from pitch_predictor.models.preprocessing import fast_preprocess
+from pitch_predictor.models.registry import build_model, fast_config
 import pytest
 import torch
 

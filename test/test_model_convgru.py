@@ -1,6 +1,6 @@
 """ConvGRU against the paper's equations (1)-(8) written out with plain loops."""
 
-from pitch_predictor.convgru import ConvGRU, ConvGRUCell
+from pitch_predictor.models.convgru import ConvGRU, ConvGRUCell
 import pytest
 import torch
 import torch.nn.functional as F

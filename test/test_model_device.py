@@ -1,6 +1,6 @@
 """Device selection, with CUDA simulated by monkeypatching (never real CUDA)."""
 
-from pitch_predictor.device import DeviceError, select_device
+from pitch_predictor.models.device import DeviceError, select_device
 import pytest
 import torch
 

@@ -1,7 +1,7 @@
 """Per-frame encodings (backbone + ConvGRU input gates) decide as the whole-clip path does."""
 
-from pitch_predictor.convgru import ConvGRU
-from pitch_predictor.networks import build_model, fast_config
+from pitch_predictor.models.convgru import ConvGRU
+from pitch_predictor.models.registry import build_model, fast_config
 import pytest
 import torch
 

@@ -2,10 +2,10 @@
 
 import math
 
-from pitch_predictor.joints import (
+from pitch_predictor.kinect import JOINT_INDEX, JOINT_NAMES
+from pitch_predictor.models.joints import (
     centred_joint_features, centred_joint_features_step, FEATURES_PER_JOINT,
     init_feature_state, select_channels)
-from pitch_predictor.kinect import JOINT_INDEX, JOINT_NAMES
 import pytest
 import torch
 

@@ -3,9 +3,9 @@
 import json
 import math
 
-from pitch_predictor.networks import (
-    build_model, FAST_CONFIG, fast_config, FUSIONS, list_models, model_config_defaults,
-    NotStreamableError)
+from pitch_predictor.models.networks import FAST_CONFIG, FUSIONS, NotStreamableError
+from pitch_predictor.models.registry import (
+    build_model, fast_config, list_models, model_config_defaults)
 import pytest
 import torch
 import torch.nn.functional as F
@@ -276,7 +276,7 @@ def test_fast_variant_learns(name):
 
 def test_load_imagenet_alexnet_weights_from_a_local_file(tmp_path):
     from torchvision.models import alexnet
-    from pitch_predictor.networks import load_imagenet_alexnet
+    from pitch_predictor.models.networks import load_imagenet_alexnet
     torch.manual_seed(0)
     reference = alexnet(weights=None)
     path = tmp_path / 'alexnet.pt'
@@ -293,7 +293,7 @@ def test_load_imagenet_alexnet_weights_from_a_local_file(tmp_path):
 
 
 def test_grouped_alexnet_weights_become_block_diagonal(tmp_path):
-    from pitch_predictor.networks import load_imagenet_alexnet
+    from pitch_predictor.models.networks import load_imagenet_alexnet
     torch.manual_seed(0)
     model = build_model('convgru2d2_alexnet', channels=[8, 6, 4, 4, 4], fc_sizes=[8, 8],
                         input_size=112)
@@ -345,16 +345,3 @@ def test_skeleton_gru_encoder_steps_like_the_whole_clip(features):
             vector, state = model.encode_step(joints[:, t], state)
             torch.testing.assert_close(vector, model.encode(joints[:, :t + 1]),
                                        atol=1e-5, rtol=1e-5)
-
-
-def test_builder_modules_register_explicitly():
-    from pitch_predictor import peers, two_stream
-    names = []
-
-    def collect(name, **_):
-        names.append(name)
-        return lambda builder: builder
-
-    peers.register_models(collect)
-    two_stream.register_models(collect)
-    assert sorted(names) == sorted(VIDEO_PEERS + ['skeleton_gru'] + TWO_STREAM)

@@ -2,7 +2,7 @@
 
 import cv2
 import numpy as np
-from pitch_predictor.preprocessing import (
+from pitch_predictor.models.preprocessing import (
     crop_frames, fast_preprocess, paper_preprocess, PreprocessConfig, PreprocessError,
     test_transform, train_transform)
 import pytest
@@ -175,7 +175,7 @@ def test_colour_jitter_equals_torchvisions_adjust_functions():
     # torchvision's functional ops (the hue rotation skips HSV's S and V, see _shift_hue).
     import torchvision.transforms.functional as TF
 
-    from pitch_predictor.preprocessing import _color_jitter
+    from pitch_predictor.models.preprocessing import _color_jitter
     images = torch.rand(4, 3, 3, 24, 24, generator=torch.Generator().manual_seed(2))
     images[0, 0, :, :4, :4] = 0.5  # grey pixels: no hue to rotate
     images[1, 0, :, :4, :4] = torch.tensor([0.9, 0.9, 0.1]).view(3, 1, 1)  # ties for max

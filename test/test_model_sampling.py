@@ -1,7 +1,7 @@
 """Table II sampling schemes: test clips written out by hand, training sampler support."""
 
 import numpy as np
-from pitch_predictor.sampling import clip_length, test_clip_indices, train_clip_indices
+from pitch_predictor.models.sampling import clip_length, test_clip_indices, train_clip_indices
 import pytest
 
 # Table II, test columns, written out frame by frame.

@@ -2,7 +2,7 @@
 
 import re
 
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.shipped_model import DEFAULT_MODEL_FILE, default_model_path
 import pytest
 import torch

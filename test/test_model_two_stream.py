@@ -3,9 +3,9 @@
 from pathlib import Path
 import sys
 
-from pitch_predictor.networks import (
-    build_model, fast_config, model_config_defaults, NotStreamableError)
-from pitch_predictor.two_stream import load_branch_weights
+from pitch_predictor.models.networks import NotStreamableError
+from pitch_predictor.models.registry import build_model, fast_config, model_config_defaults
+from pitch_predictor.models.two_stream import load_branch_weights
 import pytest
 import torch
 
@@ -128,9 +128,9 @@ def test_paper_size_defaults():
 def test_onnx_export_takes_both_inputs_with_nan_joints(tmp_path, features):
     import numpy as np
     import onnxruntime
-    from pitch_predictor.checkpoint import save_checkpoint
-    from pitch_predictor.preprocessing import fast_preprocess
-    from pitch_predictor.sampling import clip_length
+    from pitch_predictor.models.checkpoint import save_checkpoint
+    from pitch_predictor.models.preprocessing import fast_preprocess
+    from pitch_predictor.models.sampling import clip_length
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)  # `training` runs from the repo root; it is not installed
@@ -199,9 +199,9 @@ def test_features_mode_loads_an_rgb_checkpoint_without_its_head():
 
 
 def test_late_fusion_from_checkpoints(tmp_path):
-    from pitch_predictor.checkpoint import load_checkpoint, save_checkpoint
-    from pitch_predictor.preprocessing import fast_preprocess
-    from pitch_predictor.two_stream import late_fusion_from_checkpoints
+    from pitch_predictor.models.checkpoint import load_checkpoint, save_checkpoint
+    from pitch_predictor.models.preprocessing import fast_preprocess
+    from training.fuse import late_fusion_from_checkpoints
     torch.manual_seed(2)
     rgb = build_model('convgru1d_alexnet', **fast_config('convgru1d_alexnet')).eval()
     skeleton = build_model('skeleton_gru', **fast_config('skeleton_gru')).eval()

@@ -2,7 +2,7 @@
 
 import numpy as np
 from pitch_predictor.kinect import WINDOW
-from pitch_predictor.preprocessing import crop_frames, test_transform
+from pitch_predictor.models.preprocessing import crop_frames, test_transform
 from pitch_predictor.runtime.core import CoreConfig, CoreConfigError, PredictorCore
 from pitch_predictor.start_detector import detect_start
 import pytest

@@ -13,7 +13,7 @@ joints-only model, from training's own decision (``training.evaluate.predict_win
 
 import numpy as np
 from pitch_predictor.kinect import WINDOW
-from pitch_predictor.preprocessing import crop_frames, test_transform
+from pitch_predictor.models.preprocessing import crop_frames, test_transform
 from pitch_predictor.runtime.core import CoreConfig, CoreConfigError, PredictorCore
 from pitch_predictor.start_detector import detect_start
 import pytest
@@ -37,7 +37,7 @@ def trial():
 def start(trial):
     """Start frame of the pitch by the whole-trial detector (independent of the core)."""
     frames, joints = trial
-    from pitch_predictor.preprocessing import fast_preprocess
+    from pitch_predictor.models.preprocessing import fast_preprocess
 
     return detect_start(crop_frames(frames, fast_preprocess()), joints)
 

@@ -7,7 +7,7 @@ import numpy as np
 from pitch_predictor.data.bag import (
     COMPRESSED_TOPIC, read_ground_truth, read_recording, RGB_TOPIC, SKELETON_TOPIC,
     write_recording)
-from pitch_predictor.preprocessing import crop_frames, fast_preprocess
+from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess
 from pitch_predictor.sim.generator import (
     generate_trials, plan_dataset, small_config, WALK_BACK_FRAMES)
 from pitch_predictor.start_detector import (

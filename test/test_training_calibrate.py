@@ -4,8 +4,8 @@ from pathlib import Path
 import sys
 
 import numpy as np
-from pitch_predictor.checkpoint import load_checkpoint, save_checkpoint
-from pitch_predictor.networks import build_model, fast_config
+from pitch_predictor.models.checkpoint import load_checkpoint, save_checkpoint
+from pitch_predictor.models.registry import build_model, fast_config
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
 from pathlib import Path
 import sys
 
-from pitch_predictor.networks import build_model
+from pitch_predictor.models.registry import build_model
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent

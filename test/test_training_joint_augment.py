@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from pitch_predictor.data.cache import TrialCache
 from pitch_predictor.kinect import BONES, JOINT_INDEX
-from pitch_predictor.sampling import train_clip_indices
+from pitch_predictor.models.sampling import train_clip_indices
 import pytest
 import torch
 

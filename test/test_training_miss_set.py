@@ -6,8 +6,8 @@ import shutil
 import sys
 
 import numpy as np
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.data.cache import TrialCache
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 import pytest
 import torch
 

@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 import numpy as np
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.data.cache import paper_split, TrialCache
-from pitch_predictor.sampling import clip_length
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
+from pitch_predictor.models.sampling import clip_length
 import pytest
 import torch
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import sys
 
 import numpy as np
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.data.cache import TrialCache
-from pitch_predictor.networks import build_model, fast_config
-from pitch_predictor.preprocessing import fast_preprocess
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
+from pitch_predictor.models.preprocessing import fast_preprocess
+from pitch_predictor.models.registry import build_model, fast_config
 import pytest
 import torch
 

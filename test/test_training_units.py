@@ -4,8 +4,8 @@ from pathlib import Path
 import sys
 
 import numpy as np
-from pitch_predictor.networks import build_model, fast_config
-from pitch_predictor.preprocessing import fast_preprocess
+from pitch_predictor.models.preprocessing import fast_preprocess
+from pitch_predictor.models.registry import build_model, fast_config
 import pytest
 import torch
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from pitch_predictor.checkpoint import (
-    build_model_from_checkpoint, load_checkpoint, save_checkpoint)
 from pitch_predictor.data.cache import TrialCache
-from pitch_predictor.decision import checkpoint_temperature
+from pitch_predictor.models.checkpoint import (
+    build_model_from_checkpoint, load_checkpoint, save_checkpoint)
+from pitch_predictor.models.decision import checkpoint_temperature
 import torch
 from training.evaluate import trial_clip_logits
 from training.metrics import clip_nll, fit_temperature

@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import numpy as np
 from pitch_predictor.kinect import FRAMES_PER_TRIAL, WINDOW
-from pitch_predictor.preprocessing import PreprocessConfig, train_transform
-from pitch_predictor.sampling import train_clip_indices
+from pitch_predictor.models.preprocessing import PreprocessConfig, train_transform
+from pitch_predictor.models.sampling import train_clip_indices
 import torch
 from torch.utils.data import Dataset
 from training.joint_augment import (

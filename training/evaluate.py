@@ -1,7 +1,7 @@
 """
 Test-time evaluation with Table II averaging: mean softmax over the test clips.
 
-The decision over the clips is :func:`pitch_predictor.decision.mean_clip_probabilities`
+The decision over the clips is :func:`pitch_predictor.models.decision.mean_clip_probabilities`
 (the node's too), with the checkpoint's calibration temperature. For a model with a
 per-frame backbone (RGB and two-stream) the backbone (layers 1-5) runs once on the 40
 frames of each trial's window; every test clip then only reruns the recurrent part and
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import numpy as np
-from pitch_predictor.decision import checkpoint_temperature, mean_clip_probabilities
 from pitch_predictor.kinect import CLASS_NAMES, WINDOW
-from pitch_predictor.preprocessing import PreprocessConfig, test_transform
-from pitch_predictor.sampling import test_clip_indices
+from pitch_predictor.models.decision import checkpoint_temperature, mean_clip_probabilities
+from pitch_predictor.models.preprocessing import PreprocessConfig, test_transform
+from pitch_predictor.models.sampling import test_clip_indices
 import torch
 from torch import nn
 from training.dataset import window_frames, window_joints
@@ -245,8 +245,8 @@ def evaluate_on_cache(model: nn.Module, cache: 'TrialCache', trials: np.ndarray,
 def evaluate_checkpoint(model_path: str, data: str, split: str = 'all',
                         device: str = 'cpu') -> Dict[str, Any]:
     """Evaluate a checkpoint (with its temperature) on a cache; return the report."""
-    from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
     from pitch_predictor.data.cache import TrialCache
+    from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
     ckpt = load_checkpoint(model_path)
     torch_device = torch.device(device)
     model = build_model_from_checkpoint(ckpt, torch_device)

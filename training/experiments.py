@@ -349,7 +349,7 @@ def _load_run(run_dir: Path):
     """Return (model, cache, test trials, checkpoint, device) of a finished run."""
     import torch
 
-    from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
     from pitch_predictor.data.cache import TrialCache
     from training.splits import make_split
     metrics = json.loads((run_dir / 'metrics.json').read_text())

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import warnings
 
-from pitch_predictor.checkpoint import build_model_from_checkpoint, load_checkpoint
-from pitch_predictor.checkpoint import save_checkpoint
-from pitch_predictor.sampling import clip_length
+from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
+from pitch_predictor.models.checkpoint import save_checkpoint
+from pitch_predictor.models.sampling import clip_length
 import torch
 from torch import nn
 

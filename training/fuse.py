@@ -10,7 +10,7 @@ Both runs must come from ``training.train`` on the same trials with the same spl
 validation carving (``val_per_group``, ``val_seed``) and sampling. The RGB run gives
 ``two_stream_2d`` (from ``convgru2d_alexnet``) or ``two_stream_1d`` (``convgru1d_alexnet``).
 
-- ``--mode late``: ``pitch_predictor.two_stream.late_fusion_from_checkpoints``; the
+- ``--mode late``: :func:`late_fusion_from_checkpoints`; the
   fusion weight w of ``w * log_softmax(rgb) + (1 - w) * log_softmax(joints)`` is chosen
   on a grid (0, 0.05, ..., 1) by the validation NLL after temperature scaling (smoother
   than accuracy on a few dozen trials); nothing else is trained.
@@ -34,14 +34,13 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pitch_predictor.checkpoint import (
-    build_model_from_checkpoint, Checkpoint, load_checkpoint, save_checkpoint)
 from pitch_predictor.data.cache import TrialCache
-from pitch_predictor.networks import build_model, model_config_defaults
-from pitch_predictor.preprocessing import test_transform
-from pitch_predictor.sampling import test_clip_indices, train_clip_indices
-from pitch_predictor.two_stream import (
-    late_fusion_from_checkpoints, load_branch_weights, TWO_STREAM_MODELS)
+from pitch_predictor.models.checkpoint import (
+    build_model_from_checkpoint, Checkpoint, load_checkpoint, save_checkpoint)
+from pitch_predictor.models.preprocessing import test_transform
+from pitch_predictor.models.registry import build_model, model_config_defaults
+from pitch_predictor.models.sampling import test_clip_indices, train_clip_indices
+from pitch_predictor.models.two_stream import load_branch_weights, TWO_STREAM_MODELS
 import torch
 from torch import nn
 from training.dataset import window_frames, window_joints
@@ -101,18 +100,39 @@ def check_sources(rgb: Tuple[Checkpoint, Dict], joints: Tuple[Checkpoint, Dict],
     return result
 
 
-def features_model(rgb: Checkpoint, joints: Checkpoint) -> nn.Module:
-    """Build a ``'features'`` two-stream model holding both runs' branch weights."""
-    name = next(n for n, (_, rgb_name) in TWO_STREAM_MODELS.items()
-                if rgb_name == rgb.model_name)
+def two_stream_model(rgb: Checkpoint, joints: Checkpoint, **fusion: Any) -> nn.Module:
+    """
+    Build the two-stream model of an RGB-only and a skeleton checkpoint, weights loaded.
+
+    ``rgb``: of ``convgru2d_alexnet`` (gives two_stream_2d) or ``convgru1d_alexnet``
+    (two_stream_1d); ``joints``: of ``skeleton_gru``; ``fusion``: ``fusion_mode`` and, for
+    'late', ``late_weight``.
+    """
+    names = {rgb_name: name for name, (_, rgb_name) in TWO_STREAM_MODELS.items()}
+    if rgb.model_name not in names or joints.model_name != 'skeleton_gru':
+        raise ValueError(f'a two-stream model needs a convgru1d/2d_alexnet and a skeleton_gru '
+                         f'checkpoint, got {rgb.model_name!r} and {joints.model_name!r}')
+    name = names[rgb.model_name]
     skeleton = {**model_config_defaults('skeleton_gru'), **joints.model_config}
     config = {k: v for k, v in rgb.model_config.items() if k in model_config_defaults(name)}
-    config.update(fusion_mode='features', joint_features=skeleton['features'],
-                  joint_hidden=skeleton['hidden'], joint_layers=skeleton['layers'],
-                  joint_dropout=skeleton['dropout'])
+    config.update(joint_features=skeleton['features'], joint_hidden=skeleton['hidden'],
+                  joint_layers=skeleton['layers'], joint_dropout=skeleton['dropout'],
+                  **fusion)
     model = build_model(name, **config)
     load_branch_weights(model, rgb.state_dict, joints.state_dict)
     return model
+
+
+def features_model(rgb: Checkpoint, joints: Checkpoint) -> nn.Module:
+    """Build a ``'features'`` two-stream model holding both runs' branch weights."""
+    return two_stream_model(rgb, joints, fusion_mode='features')
+
+
+def late_fusion_from_checkpoints(rgb: Checkpoint, joints: Checkpoint,
+                                 late_weight: float = 0.5) -> nn.Module:
+    """Assemble a ``'late'`` two-stream model from the two checkpoints, in eval mode."""
+    return two_stream_model(rgb, joints, fusion_mode='late',
+                            late_weight=float(late_weight)).eval()
 
 
 @torch.no_grad()

@@ -98,7 +98,7 @@ def mean_and_std(values: Sequence[float]) -> Dict[str, float]:
 
 def clip_nll(clip_logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     """Return the NLL of the decision (mean calibrated softmax over clips ``(K, n, 9)``)."""
-    from pitch_predictor.decision import mean_clip_probabilities
+    from pitch_predictor.models.decision import mean_clip_probabilities
     import torch
     probs = mean_clip_probabilities(torch.from_numpy(np.asarray(clip_logits, np.float32)),
                                     temperature, clip_dim=0).double().numpy()

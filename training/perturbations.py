@@ -12,7 +12,7 @@ from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 from pitch_predictor.kinect import FRAMES_PER_TRIAL, WINDOW
-from pitch_predictor.preprocessing import PreprocessConfig
+from pitch_predictor.models.preprocessing import PreprocessConfig
 import torch
 import torch.nn.functional as F
 from training.dataset import window_start

@@ -33,13 +33,13 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pitch_predictor.checkpoint import save_checkpoint
 from pitch_predictor.data.cache import TrialCache
-from pitch_predictor.device import select_device
 from pitch_predictor.kinect import CLASS_NAMES
-from pitch_predictor.networks import build_model, fast_config, model_config_defaults
-from pitch_predictor.preprocessing import (
+from pitch_predictor.models.checkpoint import save_checkpoint
+from pitch_predictor.models.device import select_device
+from pitch_predictor.models.preprocessing import (
     fast_preprocess, paper_preprocess, PreprocessConfig)
+from pitch_predictor.models.registry import build_model, fast_config, model_config_defaults
 import torch
 from torch import nn
 import torch.distributed as dist
@@ -215,18 +215,18 @@ def initialise(model: nn.Module, scheme: str, negative_slope: float) -> None:
 
 def load_pretrained(model: nn.Module, path: str) -> None:
     """Load ImageNet AlexNet weights from a local file into the model's backbone."""
-    from pitch_predictor import networks
+    from pitch_predictor.models import networks
     loader = getattr(networks, 'load_imagenet_alexnet', None)
     if loader is None:
-        raise ConfigError('pretrained: this version of pitch_predictor.networks cannot load '
-                          'ImageNet AlexNet weights')
+        raise ConfigError('pretrained: this version of pitch_predictor.models.networks cannot '
+                          'load ImageNet AlexNet weights')
     loader(model, path)
 
 
 def init_branches(model: nn.Module, kind: str, cfg: TrainConfig) -> None:
     """Start a two-stream model's branches from trained RGB-only / skeleton checkpoints."""
-    from pitch_predictor.checkpoint import load_checkpoint
-    from pitch_predictor.two_stream import load_branch_weights
+    from pitch_predictor.models.checkpoint import load_checkpoint
+    from pitch_predictor.models.two_stream import load_branch_weights
     if kind != 'rgb+joints':
         raise ConfigError(f'init_rgb / init_joints need a two-stream model, {cfg.model} '
                           f'takes {kind}')

@@ -92,7 +92,7 @@ class TrialCache:
             if len(getattr(self, name)) != n:
                 raise CacheError(f'{self.folder / (name + ".npy")}: {len(getattr(self, name))} '
                                  f'rows, labels.npy has {n}')
-        from pitch_predictor.preprocessing import PreprocessConfig
+        from pitch_predictor.models.preprocessing import PreprocessConfig
         self.preprocess = PreprocessConfig.from_dict(self.meta['preprocess'])
         self.participant_names: List[str] = list(self.meta['participant_names'])
         self.trial_ids: List[str] = list(self.meta['trial_ids'])
@@ -151,14 +151,14 @@ def lopo_splits(cache: TrialCache) -> List[Tuple[str, np.ndarray, np.ndarray]]:
 
 
 def _crop_record(args: Tuple[TrialRecord, object]) -> Tuple[np.ndarray, np.ndarray]:
-    from pitch_predictor.preprocessing import crop_frames
+    from pitch_predictor.models.preprocessing import crop_frames
     rec, preprocess = args
     frames = load_trial_frames(rec)
     return crop_frames(frames, preprocess), load_trial_joints(rec)
 
 
 def _crop_generated(args: Tuple[object, object, object]) -> Tuple[np.ndarray, np.ndarray, dict]:
-    from pitch_predictor.preprocessing import crop_frames
+    from pitch_predictor.models.preprocessing import crop_frames
     from pitch_predictor.sim.generator import render_trial
     spec, sim_cfg, preprocess = args
     trial = render_trial(spec, sim_cfg)

@@ -49,7 +49,7 @@ def _seeds_in(value: Any) -> set:
 
 def unseen_seed(model: Path, wanted: int = DEMO_SEED) -> int:
     """Return ``wanted`` unless the checkpoint's meta records it as a training seed."""
-    from pitch_predictor.checkpoint import load_checkpoint
+    from pitch_predictor.models.checkpoint import load_checkpoint
 
     used = _seeds_in(load_checkpoint(model).meta) | {0}  # 0: pitch-sim's default seed
     seed = wanted

@@ -186,7 +186,7 @@ def evaluate(opts: EvalOptions) -> EvalResult:
 
     t0 = time.perf_counter()
     if opts.mode == 'offline':
-        from pitch_predictor.checkpoint import CheckpointError
+        from pitch_predictor.models.checkpoint import CheckpointError
         from pitch_predictor.evaluation.offline import OfflineError, run_offline
 
         try:

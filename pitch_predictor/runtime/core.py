@@ -10,7 +10,7 @@ steps :mod:`~pitch_predictor.runtime.pitch_window` (start detector, 40-frame win
 When a window is complete, the Table II test clips of the configured sampling method
 run through ``model.forward_encoded`` in one batch
 (:mod:`~pitch_predictor.runtime.inference`), and the prediction is the mean calibrated
-softmax over the clips (:mod:`pitch_predictor.decision`, the checkpoint's temperature).
+softmax over the clips (:mod:`pitch_predictor.models.decision`, the checkpoint's temperature).
 
 Two-stream models (``input_kind == 'rgb+joints'``) get the joints paired with each
 window frame beside its cached features; joints-only models (``'joints'``) get them as
@@ -34,12 +34,13 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from pitch_predictor.checkpoint import (
-    build_model_from_checkpoint, Checkpoint, load_checkpoint, PathLike)
-from pitch_predictor.decision import checkpoint_temperature
-from pitch_predictor.device import select_device
 from pitch_predictor.kinect import NUM_JOINTS, WINDOW
-from pitch_predictor.preprocessing import PreprocessError, test_transform
+from pitch_predictor.models.checkpoint import (
+    build_model_from_checkpoint, Checkpoint, load_checkpoint, PathLike)
+from pitch_predictor.models.decision import checkpoint_temperature
+from pitch_predictor.models.device import select_device
+from pitch_predictor.models.preprocessing import PreprocessError, test_transform
+from pitch_predictor.models.sampling import test_clip_indices
 from pitch_predictor.runtime.core_statistics import CoreStatistics
 from pitch_predictor.runtime.frame_encoding import FrameEncoder
 from pitch_predictor.runtime.inference import (
@@ -54,7 +55,6 @@ from pitch_predictor.runtime.settings import (
     CoreConfig, CoreConfigError, DECISION_BACKENDS, INPUT_KINDS)
 from pitch_predictor.runtime.skeleton_hold import SkeletonHold
 from pitch_predictor.runtime.stream_stamps import FrameStamps, STAMP_BACKWARDS
-from pitch_predictor.sampling import test_clip_indices
 import torch
 
 __all__ = ['CoreConfig', 'CoreConfigError', 'DecisionJob', 'INPUT_KINDS', 'PHASES',

@@ -5,7 +5,7 @@ The model's encoding is ``model.encode_frames``: the backbone features and, for 
 ConvGRU models, the first ConvGRU layer's input gates (the input convolution depends on
 the frame alone, and was most of a decision's time when run at decision time).
 
-The crop is :func:`pitch_predictor.preprocessing.crop_frames` (training's own), taken
+The crop is :func:`pitch_predictor.models.preprocessing.crop_frames` (training's own), taken
 from the image in the channel order it came in; only the small crop is converted to
 RGB. The backbone runs in inference mode, through ONNX Runtime by default (one call into
 C++ per frame: see docs/node.md, "Where the time goes").
@@ -18,8 +18,8 @@ import warnings
 
 import cv2
 import numpy as np
-from pitch_predictor.preprocessing import crop_frames, PreprocessConfig, PreprocessError
-from pitch_predictor.preprocessing import test_transform
+from pitch_predictor.models.preprocessing import crop_frames, PreprocessConfig, PreprocessError
+from pitch_predictor.models.preprocessing import test_transform
 from pitch_predictor.runtime.messages import Pixels
 from pitch_predictor.runtime.onnx_backend import MethodModule, onnx_callable
 from pitch_predictor.start_detector import image_signature, StartDetectorConfig

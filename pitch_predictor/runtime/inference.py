@@ -4,7 +4,7 @@ Decisions: the model's recurrent part and head over the window's test clips.
 A final decision runs the Table II test clips of the window in one batch through
 ``forward_encoded`` (the frames' cached ``encode_frames``: the ConvGRU's input gates are
 already computed, only its hidden convolutions and the head run) and takes
-:func:`pitch_predictor.decision.mean_clip_probabilities` (the mean calibrated softmax).
+:func:`pitch_predictor.models.decision.mean_clip_probabilities` (the mean calibrated softmax).
 An early estimate steps the streaming model over the frames seen so far, one batch per
 group of clips that have seen as many frames.
 
@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import warnings
 
 import numpy as np
-from pitch_predictor.decision import mean_clip_probabilities, prefix_groups
 from pitch_predictor.kinect import NUM_BLOCKS
+from pitch_predictor.models.decision import mean_clip_probabilities, prefix_groups
 from pitch_predictor.runtime.onnx_backend import MethodModule, onnx_callable
 import torch
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from pitch_predictor.kinect import WINDOW
-from pitch_predictor.sampling import sampling_method as sampling_row
+from pitch_predictor.models.sampling import sampling_method as sampling_row
 from pitch_predictor.start_detector import StartDetectorConfig
 
 # The model inputs the core can feed: RGB features, joints, or both (two-stream).

@@ -105,7 +105,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     """Build a memory-mapped training cache from a layout or straight from the generator."""
     from pitch_predictor.data.cache import build_cache
-    from pitch_predictor.preprocessing import fast_preprocess, paper_preprocess
+    from pitch_predictor.models.preprocessing import fast_preprocess, paper_preprocess
 
     preprocess = fast_preprocess() if args.preprocess == 'fast' else paper_preprocess()
     out = Path(args.out or DEFAULT_ROOT / f'cache_{args.preprocess}')

@@ -523,11 +523,11 @@ def crop_box(camera: Camera, preprocess: Optional[object] = None
     """
     Return the network's centre crop (u0, v0, u1, v1) in pixel coordinates of ``camera``.
 
-    The box of :func:`pitch_predictor.preprocessing.crop_box`, the one ``crop_frames``
+    The box of :func:`pitch_predictor.models.preprocessing.crop_box`, the one ``crop_frames``
     takes (``preprocess``: default the fast preset, the same field of view as the
     paper's: 240 of 640x360, 720 of 1920x1080).
     """
-    from pitch_predictor import preprocessing
+    from pitch_predictor.models import preprocessing
     x0, y0, side = preprocessing.crop_box(camera.width, camera.height,
                                           preprocess or preprocessing.fast_preprocess())
     return float(x0), float(y0), float(x0 + side), float(y0 + side)

@@ -5,9 +5,9 @@ Two-stream networks: the paper's RGB ConvGRU AlexNet and a skeleton GRU, fused.
 ``two_stream_1d`` (the forward-only 1D-ConvGRU AlexNet: streamable) are built from
 named parts:
 
-- ``rgb``: a :class:`~pitch_predictor.networks.ConvGRUAlexNet` (per-frame ``backbone``,
+- ``rgb``: a :class:`~pitch_predictor.models.networks.ConvGRUAlexNet` (per-frame ``backbone``,
   ConvGRU layer 7, fusion of its states into one vector, ``rgb.head``),
-- ``joints``: a :class:`~pitch_predictor.peers.SkeletonGRU` over the joints of the same
+- ``joints``: a :class:`~pitch_predictor.models.peers.SkeletonGRU` over the joints of the same
   sampled frames (forward-only GRU; its last output is the skeleton vector,
   ``joints.output`` its 9-way head); config ``joint_features`` ('centred',
   'centred_velocity' or 'spinebase', see the SkeletonGRU), ``joint_hidden``,
@@ -27,13 +27,13 @@ named parts:
   ``late_weight`` is a fixed config value (not learned: change it with
   :meth:`TwoStreamNet.set_late_weight`, e.g. after a search on validation data; the
   config, and so the checkpoint, records it). Separately trained RGB-only and
-  ``skeleton_gru`` checkpoints load into the branches (:func:`load_branch_weights`,
-  :func:`late_fusion_from_checkpoints`).
+  ``skeleton_gru`` checkpoints load into the branches (:func:`load_branch_weights`;
+  ``training.fuse.late_fusion_from_checkpoints`` assembles the whole model).
 
 Inputs: clips ``(B, T, 3, S, S)`` (or their backbone features ``(B, T, C, h, w)``) and
 joints ``(B, T, 25, 3)``, raw Kinect camera space in metres as the cache and the node hold
 them, NaN for a missing joint or frame. The skeleton branch masks what is missing (see
-:mod:`pitch_predictor.joints`): the logits are finite whatever is missing, even when
+:mod:`pitch_predictor.models.joints`): the logits are finite whatever is missing, even when
 every joint is.
 
 Auxiliary losses: :meth:`TwoStreamNet.forward_branches` returns the fused logits and both
@@ -45,7 +45,7 @@ The ConvGRU fusion (config ``fusion``) must give one vector: ``last_flat`` (defa
 weights go into the RGB branch: ``load_imagenet_alexnet(model.rgb, path)``.
 
 The skeleton branch's body frame is measured on each clip's first frame with a skeleton
-(:mod:`pitch_predictor.joints`), the rest pose when the clip starts at the window's start
+(:mod:`pitch_predictor.models.joints`), the rest pose when the clip starts at the window's start
 (Table II methods 1-5, the test clips of 6-7 that start at frame 0); a clip that starts
 mid-motion takes its heading and scale from that moment.
 """
@@ -53,9 +53,9 @@ mid-motion takes its heading and scale from that moment.
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from pitch_predictor.networks import (
+from pitch_predictor.models.networks import (
     ALEXNET_DEFAULTS, classifier_head, ConvGRUAlexNet, FAST_CONFIG, PitchNet, StreamState)
-from pitch_predictor.peers import SkeletonGRU
+from pitch_predictor.models.peers import SkeletonGRU
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -298,12 +298,6 @@ TWO_STREAM_MODELS = {
 }
 
 
-def register_models(register_model) -> None:
-    """Register the two-stream networks (called by the registry in networks.py)."""
-    for name, (builder, _) in TWO_STREAM_MODELS.items():
-        register_model(name, defaults=TWO_STREAM_DEFAULTS, fast=TWO_STREAM_FAST)(builder)
-
-
 # ----------------------------------------------------------- branch weights
 
 def load_branch_weights(model: TwoStreamNet,
@@ -346,30 +340,3 @@ def load_branch_weights(model: TwoStreamNet,
         branch.load_state_dict(state, strict=False)
         loaded += [f'{prefix}.{k}' for k in sorted(state)]
     return loaded
-
-
-def late_fusion_from_checkpoints(rgb: Any, joints: Any, late_weight: float = 0.5
-                                 ) -> TwoStreamNet:
-    """
-    Assemble a ``'late'`` two-stream model from an RGB-only and a skeleton checkpoint.
-
-    ``rgb``: a :class:`~pitch_predictor.checkpoint.Checkpoint` of ``convgru2d_alexnet``
-    (gives two_stream_2d) or ``convgru1d_alexnet`` (two_stream_1d); ``joints``: one of
-    ``skeleton_gru``. Returns the model in eval mode with both branches' weights.
-    """
-    from pitch_predictor.networks import build_model, model_config_defaults
-
-    names = {rgb_name: name for name, (_, rgb_name) in TWO_STREAM_MODELS.items()}
-    if rgb.model_name not in names or joints.model_name != 'skeleton_gru':
-        raise ValueError(f'late fusion needs a convgru1d/2d_alexnet and a skeleton_gru '
-                         f'checkpoint, got {rgb.model_name!r} and {joints.model_name!r}')
-    name = names[rgb.model_name]
-    skeleton = {**model_config_defaults('skeleton_gru'), **joints.model_config}
-    config = {key: rgb.model_config[key] for key in ALEXNET_DEFAULTS
-              if key in rgb.model_config}
-    config.update(fusion_mode='late', late_weight=float(late_weight),
-                  joint_features=skeleton['features'], joint_hidden=skeleton['hidden'],
-                  joint_layers=skeleton['layers'], joint_dropout=skeleton['dropout'])
-    model = build_model(name, **config)
-    load_branch_weights(model, rgb.state_dict, joints.state_dict)
-    return model.eval()

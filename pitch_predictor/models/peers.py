@@ -15,11 +15,11 @@ Peer models to compare against: 3D CNNs from torchvision's video ResNets and a s
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pitch_predictor.joints import (
+from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
+from pitch_predictor.models.joints import (
     centred_joint_features, centred_joint_features_step, CHANNELS, init_feature_state,
     select_channels, SPINE_BASE, spinebase_joint_inputs, UNSCALED)
-from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
-from pitch_predictor.networks import PitchNet
+from pitch_predictor.models.networks import PitchNet
 import torch
 from torch import nn
 from torchvision.models.video.resnet import (
@@ -125,7 +125,7 @@ class SkeletonGRU(PitchNet):
     """
     A GRU over Kinect joints: ``forward(joints (B, T, 25, 3)) -> logits (B, 9)``.
 
-    ``features`` chooses the per-frame GRU inputs (see :mod:`pitch_predictor.joints`):
+    ``features`` chooses the per-frame GRU inputs (see :mod:`pitch_predictor.models.joints`):
 
     - ``'centred'``: the pitcher-centred body frame of the clip's reference frame (origin,
       heading and scale of the pitcher at rest), velocities and a validity mask per joint
@@ -228,10 +228,3 @@ SKELETON_FAST = {'hidden': 64, 'features': 'centred'}
 def skeleton_gru(**config: Any) -> PitchNet:
     """Build a 2-layer GRU over the 25 Kinect joints of every frame."""
     return SkeletonGRU(**config)
-
-
-def register_models(register_model) -> None:
-    """Register the peers (called by the registry in networks.py)."""
-    for builder in (r3d_18, mc3_18, r2plus1d_18):
-        register_model(builder.__name__, defaults=VIDEO_DEFAULTS, fast=VIDEO_FAST)(builder)
-    register_model('skeleton_gru', defaults=SKELETON_DEFAULTS, fast=SKELETON_FAST)(skeleton_gru)

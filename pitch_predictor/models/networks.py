@@ -1,5 +1,5 @@
 """
-The paper's four networks (Table I), their fusions, and the model registry.
+The paper's four networks (Table I) and their fusions (the registry is ``registry.py``).
 
 Every RGB network is three named parts:
 
@@ -20,12 +20,11 @@ Fusions of the last ConvGRU layer's states (bi: forward h_t, backward h^_t):
 - ``flat``: late fusion, the head on every step's flattened state, logits averaged.
 """
 
-import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pitch_predictor.convgru import combine_directions, ConvGRU
 from pitch_predictor.kinect import NUM_BLOCKS
+from pitch_predictor.models.convgru import combine_directions, ConvGRU
 import torch
 from torch import nn
 
@@ -48,8 +47,8 @@ ALEXNET_DEFAULTS: Dict[str, Any] = {
 }
 
 # The small configuration for CPU training, CI, the demo and the shipped model (input 112,
-# 6x6 maps). Shared by the four AlexNet-family networks; ``fast_config(name)`` gives the
-# complete fast config of any registered network (peers included).
+# 6x6 maps). Shared by the four AlexNet-family networks; ``registry.fast_config(name)``
+# gives the complete fast config of any registered network (peers included).
 FAST_CONFIG: Dict[str, Any] = {
     'input_size': 112,
     'channels': [32, 64, 96, 96, 64],
@@ -470,137 +469,32 @@ def load_imagenet_alexnet(model: nn.Module, path: str) -> List[str]:
     return loaded
 
 
-# ---------------------------------------------------------------- registry
+# ------------------------------------------------ the builders (registry.py lists them)
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered network: its builder, default config and fast-variant overrides."""
-
-    name: str
-    builder: Callable[..., PitchNet]
-    defaults: Dict[str, Any]
-    fast: Dict[str, Any]
+CONVGRU_DEFAULTS = dict(ALEXNET_DEFAULTS)
 
 
-_REGISTRY: Dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, *, defaults: Dict[str, Any],
-                   fast: Optional[Dict[str, Any]] = None) -> Callable:
-    """
-    Register ``builder(**config) -> PitchNet`` under ``name`` (use as a decorator).
-
-    ``defaults`` lists every config key the builder takes; ``fast`` overrides some of them
-    for the small CPU variant (see :func:`fast_config`).
-    """
-    def decorate(builder: Callable[..., PitchNet]) -> Callable[..., PitchNet]:
-        unknown = sorted(set(fast or {}) - set(defaults))
-        if unknown:
-            raise ValueError(f'{name}: fast config keys {unknown} are not in its defaults')
-        _REGISTRY[name] = ModelSpec(name, builder, copy.deepcopy(defaults),
-                                    copy.deepcopy(fast or {}))
-        return builder
-
-    return decorate
-
-
-_REGISTERED = False
-
-
-def _load_peers() -> None:
-    """
-    Complete the registry on first use: the peers and the two-stream networks.
-
-    Their modules import this one, so they are imported here, lazily, and each registers
-    its models through an explicit ``register_models(register_model)`` (importing one of
-    them has no side effect on the registry).
-    """
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    from pitch_predictor import peers, two_stream
-    peers.register_models(register_model)
-    two_stream.register_models(register_model)
-    _REGISTERED = True
-
-
-def _spec(name: str) -> ModelSpec:
-    _load_peers()
-    if name not in _REGISTRY:
-        raise KeyError(f'unknown model {name!r}; registered: {list_models()}')
-    return _REGISTRY[name]
-
-
-def list_models() -> List[str]:
-    """Return the registered model names, sorted."""
-    _load_peers()
-    return sorted(_REGISTRY)
-
-
-def model_config_defaults(name: str) -> Dict[str, Any]:
-    """Return a copy of the full default (paper-size) config of ``name``."""
-    return copy.deepcopy(_spec(name).defaults)
-
-
-def fast_config(name: str) -> Dict[str, Any]:
-    """Return the full config of the small, fast variant of ``name`` (input 112)."""
-    spec = _spec(name)
-    config = copy.deepcopy(spec.defaults)
-    config.update(copy.deepcopy(spec.fast))
-    return config
-
-
-def _plain(value: Any) -> Any:
-    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def build_model(name: str, **config: Any) -> PitchNet:
-    """
-    Build registered model ``name`` with ``config`` overriding its defaults.
-
-    Unknown names raise ``KeyError``, unknown config keys ``TypeError``. The model's
-    ``name`` and ``config`` (the full config, tuples as lists) are set for checkpoints.
-    """
-    spec = _spec(name)
-    unknown = sorted(set(config) - set(spec.defaults))
-    if unknown:
-        raise TypeError(f'{name}: unknown config keys {unknown}; it takes '
-                        f'{sorted(spec.defaults)}')
-    full = copy.deepcopy(spec.defaults)
-    full.update({key: _plain(value) for key, value in config.items()})
-    model = spec.builder(**full)
-    model.name = name
-    model.config = full
-    return model
-
-
-_CONVGRU_KEYS = dict(ALEXNET_DEFAULTS)
-
-
-@register_model('convgru1d_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
 def convgru1d_alexnet(**config: Any) -> PitchNet:
     """Table I 1D-ConvGRU AlexNet: conv layer 6, forward ConvGRU layer 7 (streamable)."""
     return ConvGRUAlexNet(recurrent_layers=1, bidirectional=False, **config)
 
 
-@register_model('convgru2d_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
 def convgru2d_alexnet(**config: Any) -> PitchNet:
     """Table I 2D-ConvGRU AlexNet: conv layer 6, bi-directional ConvGRU layer 7."""
     return ConvGRUAlexNet(recurrent_layers=1, bidirectional=True, **config)
 
 
-@register_model('convgru2d2_alexnet', defaults=_CONVGRU_KEYS, fast=FAST_CONFIG)
 def convgru2d2_alexnet(**config: Any) -> PitchNet:
     """Table I 2D-2ConvGRU AlexNet: bi-directional ConvGRU layers 6 and 7."""
     return ConvGRUAlexNet(recurrent_layers=2, bidirectional=True, **config)
 
 
-_GRU_KEYS = {key: value for key, value in ALEXNET_DEFAULTS.items()
-             if not key.startswith('gru_') and key != 'per_position_bias'}
-_GRU_KEYS.update(fusion='flat', gru_hidden=1024, gru_layers=2)
+GRU_DEFAULTS = {key: value for key, value in ALEXNET_DEFAULTS.items()
+                if not key.startswith('gru_') and key != 'per_position_bias'}
+GRU_DEFAULTS.update(fusion='flat', gru_hidden=1024, gru_layers=2)
+GRU_FAST = {**FAST_CONFIG, 'gru_hidden': 128}
 
 
-@register_model('gru_alexnet', defaults=_GRU_KEYS, fast={**FAST_CONFIG, 'gru_hidden': 128})
 def gru_alexnet(**config: Any) -> PitchNet:
     """Table I GRU AlexNet: per-frame AlexNet + FC 4096 x2, 2-layer GRU 1024, flat fusion."""
     return GRUAlexNet(**config)

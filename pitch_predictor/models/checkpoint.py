@@ -5,7 +5,7 @@ The file is a ``torch.save`` of a plain dict (strings, numbers, lists, dicts, te
 
     format            'pitch_predictor.checkpoint'
     format_version    1
-    model_name        registry name for networks.build_model
+    model_name        registry name for registry.build_model
     model_config      the full keyword config of build_model
     preprocess        PreprocessConfig as a dict
     sampling_method   Table II method (1..7) the model was trained with
@@ -30,7 +30,7 @@ import pickle
 from typing import Any, Dict, List, Optional, Union
 
 from pitch_predictor.kinect import CLASS_NAMES, GRID_COLS, GRID_ROWS, row_col_to_block
-from pitch_predictor.preprocessing import PreprocessConfig, PreprocessError
+from pitch_predictor.models.preprocessing import PreprocessConfig, PreprocessError
 import torch
 from torch import nn
 
@@ -211,7 +211,7 @@ def build_model_from_checkpoint(ckpt: Checkpoint,
     accepted by the builder, or the weights do not fit the built network.
     """
     # Imported here: reading a checkpoint's settings should not load torchvision.
-    from pitch_predictor.networks import build_model
+    from pitch_predictor.models.registry import build_model
 
     where = ckpt.path or '<in memory>'
     try:
