@@ -37,8 +37,8 @@ def tiny_cache(tmp_path_factory) -> Path:
     """
     from pitch_predictor.data.cache import build_cache
     from pitch_predictor.models.preprocessing import fast_preprocess
-    from pitch_predictor.sim.generator import small_config
+    from pitch_predictor.sim.generator import planned_trials, small_config
     out = tmp_path_factory.mktemp('tiny_cache')
-    build_cache(small_config(trials_per_block=4, seed=3, width=213, height=120), out,
-                fast_preprocess(), workers=1, progress=False)
+    build_cache(planned_trials(small_config(trials_per_block=4, seed=3, width=213, height=120)),
+                out, fast_preprocess(), workers=1, progress=False)
     return out

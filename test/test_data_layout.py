@@ -9,10 +9,11 @@ import numpy as np
 from pitch_predictor.data.cache import (
     build_cache, CacheError, lopo_splits, paper_split, TrialCache)
 from pitch_predictor.data.layout import (
-    DatasetError, load_trial_frames, load_trial_joints, scan_dataset, write_meta, write_trial)
+    DatasetError, layout_source, load_trial_frames, load_trial_joints, scan_dataset, write_meta,
+    write_trial)
 from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess
 from pitch_predictor.sim.generator import (
-    generate_trials, plan_dataset, SimConfig, small_config)
+    generate_trials, plan_dataset, planned_trials, SimConfig, small_config)
 import pytest
 
 
@@ -54,9 +55,12 @@ def test_layout_to_cache_equals_generating_directly(tmp_path):
     trials = list(generate_trials(cfg, workers=1, progress=False))
     root = write_layout(tmp_path / 'set', trials, 'jpg')
     pre = fast_preprocess()
-    from_layout = build_cache(root, tmp_path / 'c1', pre, workers=1, progress=False)
-    direct = build_cache(cfg, tmp_path / 'c2', pre, workers=1, progress=False)
+    from_layout = build_cache(scan_dataset(root), tmp_path / 'c1', pre,
+                              source=layout_source(root), workers=1, progress=False)
+    direct = build_cache(planned_trials(cfg), tmp_path / 'c2', pre, workers=1, progress=False)
     assert from_layout.trial_ids == direct.trial_ids
+    assert from_layout.meta['source'] == {'kind': 'layout', 'path': str(root.resolve()),
+                                          'pitchsim': {}}
     for name in ('frames', 'joints', 'labels', 'intended', 'participants', 'trial_index',
                  'true_start', 'start', 'start_found'):
         np.testing.assert_array_equal(getattr(from_layout, name), getattr(direct, name), name)
@@ -218,7 +222,8 @@ def test_miss_set_in_the_recorders_layout(tmp_path, miss_trials):
         assert rec.block != rec.intended_block and rec.true_start == t.true_start
         np.testing.assert_array_equal(load_trial_joints(rec), t.joints)
         np.testing.assert_array_equal(load_trial_frames(rec), t.frames())
-    cache = build_cache(root, tmp_path / 'cache', fast_preprocess(), workers=1, progress=False)
+    cache = build_cache(scan_dataset(root), tmp_path / 'cache', fast_preprocess(), workers=1,
+                        progress=False)
     by_id = {t.trial_id: t for t in trials}
     assert cache.is_miss_set
     for i, trial_id in enumerate(cache.trial_ids):
@@ -250,3 +255,87 @@ def test_old_cache_format_asks_for_a_rebuild(tmp_path):
     (tmp_path / 'meta.json').write_text(json.dumps({'format_version': 1}))
     with pytest.raises(CacheError, match='format_version 1.*rebuild the cache'):
         TrialCache(tmp_path)
+
+
+class FakeTrial:
+    """A trial held in memory: what ``build_cache`` needs of any source (it pickles)."""
+
+    def __init__(self, participant, block, trial_index, true_start, intended_block=None):
+        self.participant, self.block, self.trial_index = participant, block, trial_index
+        self.intended_block = intended_block or block
+        self.trial_id = f'{participant}_{block}_{trial_index}'
+        self.true_start = true_start
+
+    def load(self):
+        rng = np.random.default_rng(self.block * 10 + self.trial_index)
+        frames = rng.integers(0, 256, (90, 60, 80, 3), dtype=np.uint8)
+        joints = rng.normal(size=(90, 25, 3)).astype(np.float32)
+        return frames, joints, self.true_start
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_build_cache_takes_any_iterable_of_trials(tmp_path, workers):
+    from pitch_predictor.data.cache import find_start
+    from pitch_predictor.start_detector import StartDetectorConfig
+    trials = [FakeTrial('Zed', 3, 0, 17), FakeTrial('Amy', 5, 1, -1, intended_block=2),
+              FakeTrial('Amy', 5, 0, None)]
+    pre = fast_preprocess()
+    cache = build_cache((t for t in trials), tmp_path / 'c', pre, source={'kind': 'test'},
+                        workers=workers, progress=False)
+    # One row per trial in the order given; participant indices into the sorted names.
+    assert cache.trial_ids == ['Zed_3_0', 'Amy_5_1', 'Amy_5_0']
+    assert cache.participant_names == ['Amy', 'Zed']
+    assert list(cache.participants) == [1, 0, 0]
+    assert list(cache.labels) == [2, 4, 4] and list(cache.intended) == [3, 2, 5]
+    assert list(cache.trial_index) == [0, 1, 0]
+    assert list(cache.true_start) == [17, -1, -1]
+    assert cache.meta['source'] == {'kind': 'test'}
+    for i, trial in enumerate(trials):
+        frames, joints, _ = trial.load()
+        crops = crop_frames(frames, pre)
+        np.testing.assert_array_equal(cache.frames[i], crops)
+        np.testing.assert_array_equal(cache.joints[i], joints)
+        assert (cache.start[i], cache.start_found[i]) == \
+            find_start(crops, joints, StartDetectorConfig())
+
+
+def test_build_cache_refuses_no_trials(tmp_path):
+    with pytest.raises(DatasetError, match='no trials'):
+        build_cache([], tmp_path / 'c', fast_preprocess(), progress=False)
+    assert not (tmp_path / 'c.partial').exists()
+
+
+def test_data_modules_never_import_the_simulator():
+    import ast
+    data = Path(__file__).resolve().parent.parent / 'pitch_predictor' / 'data'
+    for path in sorted(data.glob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or '']
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            assert not any(n.startswith('pitch_predictor.sim') for n in names), path
+
+
+def test_cli_cache_generates_or_reads_a_layout(tmp_path, capsys):
+    from pitch_predictor.sim.cli import main
+    cfg = small_config(seed=4)
+    out = tmp_path / 'generated'
+    assert main(['cache', '--generate', '--participants', '1', '--trials', '1', '--seed', '4',
+                 '--workers', '2', '--out', str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['trials'] == 9 and summary['misses'] == 0
+    generated = TrialCache(out)
+    assert generated.trial_ids == [t.trial_id for t in planned_trials(cfg)]
+    assert generated.meta['source']['kind'] == 'generator'
+    assert generated.meta['source']['pitchsim']['seed'] == 4
+    root = write_layout(tmp_path / 'set', generate_trials(cfg, workers=1, progress=False),
+                        'jpg')
+    assert main(['cache', '--source', str(root), '--out', str(tmp_path / 'read'),
+                 '--workers', '1']) == 0
+    read = TrialCache(tmp_path / 'read')
+    assert read.meta['source']['kind'] == 'layout'
+    np.testing.assert_array_equal(read.frames, generated.frames)
+    np.testing.assert_array_equal(read.start, generated.start)

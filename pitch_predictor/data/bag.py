@@ -146,8 +146,8 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
     dicts with those keys (``frames`` an array). ``rgb_topic`` defaults to the raw or
     compressed Kinect topic. Each trial is preceded by ``gap_frames`` still frames; a
     trial with a ``walk_back(next_trial, frames)`` method (``GeneratedTrial``) is followed
-    by that many rendered walk-back frames (``walk_back_frames``, default the
-    simulator's ``WALK_BACK_FRAMES``; 0 for none).
+    by that many rendered walk-back frames (``walk_back_frames``; default: the trial's
+    own, the simulator's ``WALK_BACK_FRAMES``; 0 for none).
     """
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import StoragePlugin
@@ -168,10 +168,8 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
     bag_dir = (tmp_dir / path.stem) if single_file else path
     records: List[TruthRecord] = []
     frame_count = 0
-    if walk_back_frames is None:
-        from pitch_predictor.sim.generator import WALK_BACK_FRAMES
-        walk_back_frames = WALK_BACK_FRAMES
-    walk_frames = int(walk_back_frames)
+    # None: the trial's own default length (the simulator's WALK_BACK_FRAMES).
+    walk_args = () if walk_back_frames is None else (int(walk_back_frames),)
 
     def next_stamp() -> int:
         nonlocal frame_count
@@ -223,8 +221,8 @@ def write_recording(path: PathLike, trials: Iterable[Any], *, rgb_topic: Optiona
                     put(stamp, images[k], joints[k])
                 records.append(rec)
                 walk = getattr(trial, 'walk_back', None)
-                if callable(walk) and walk_frames > 0:
-                    back = walk(next_trial, walk_frames)
+                if callable(walk) and (walk_back_frames is None or walk_back_frames > 0):
+                    back = walk(next_trial, *walk_args)
                     for k in range(len(back.jpegs)):
                         image = back.jpegs[k] if compressed else _decode_jpeg(back.jpegs[k])
                         put(next_stamp(), image, np.asarray(back.joints[k], np.float64))

@@ -32,12 +32,11 @@ import multiprocessing
 import os
 from pathlib import Path
 import shutil
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
-from pitch_predictor.data.layout import (
-    DatasetError, load_trial_frames, load_trial_joints, read_meta, scan_dataset, TrialRecord)
+from pitch_predictor.data.layout import DatasetError
 from pitch_predictor.kinect import FRAMES_PER_TRIAL, NUM_JOINTS
 from pitch_predictor.start_detector import (
     detect_start, distances, image_signature, StartDetectorConfig, StartNotFound)
@@ -150,19 +149,11 @@ def lopo_splits(cache: TrialCache) -> List[Tuple[str, np.ndarray, np.ndarray]]:
     return folds
 
 
-def _crop_record(args: Tuple[TrialRecord, object]) -> Tuple[np.ndarray, np.ndarray]:
+def _crop_trial(args: Tuple['CacheTrial', object]) -> Tuple[np.ndarray, np.ndarray, int]:
     from pitch_predictor.models.preprocessing import crop_frames
-    rec, preprocess = args
-    frames = load_trial_frames(rec)
-    return crop_frames(frames, preprocess), load_trial_joints(rec)
-
-
-def _crop_generated(args: Tuple[object, object, object]) -> Tuple[np.ndarray, np.ndarray, dict]:
-    from pitch_predictor.models.preprocessing import crop_frames
-    from pitch_predictor.sim.generator import render_trial
-    spec, sim_cfg, preprocess = args
-    trial = render_trial(spec, sim_cfg)
-    return crop_frames(trial.frames(), preprocess), trial.joints, trial.meta()
+    trial, preprocess = args
+    frames, joints, true_start = trial.load()
+    return crop_frames(frames, preprocess), joints, true_start
 
 
 def _pool_map(func, jobs: Sequence, workers: int) -> Iterable:
@@ -179,70 +170,76 @@ def _pool_map(func, jobs: Sequence, workers: int) -> Iterable:
     return run()
 
 
-def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], preprocess,
-                *, detector: Optional[StartDetectorConfig] = None, workers: int = 2,
-                progress: bool = True, misses: bool = False) -> TrialCache:
+class CacheTrial(Protocol):
     """
-    Build a cache in ``out_dir`` from a layout folder or a ``SimConfig`` (generate).
+    A trial as :func:`build_cache` takes it: its row, and ``load()`` for its data.
 
-    A layout folder may be a dataset or a miss set (see ``data/layout.py``); with a
-    ``SimConfig``, ``misses=True`` renders its miss set instead of its hits.
+    ``data.layout.TrialRecord`` (from ``scan_dataset``) reads a layout folder;
+    ``sim.generator.PlannedTrial`` (from ``planned_trials``) renders a generated trial.
+    ``load()`` runs in the worker processes: the object must pickle.
+    """
 
-    ``preprocess``: a ``PreprocessConfig``; frames go through its ``crop_frames``.
-    Writes into a temporary folder and renames it at the end, so a half-built cache is
-    never mistaken for a good one.
+    trial_id: str
+    block: int  # the block hit (label + 1)
+    participant: str
+    trial_index: int
+    intended_block: int
+
+    def load(self) -> Tuple[np.ndarray, np.ndarray, int]:
+        """Return RGB frames (90, H, W, 3) uint8, joints (90, 25, 3), true start or -1."""
+
+
+def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preprocess, *,
+                source: Optional[Dict[str, Any]] = None,
+                detector: Optional[StartDetectorConfig] = None, workers: int = 2,
+                progress: bool = True) -> TrialCache:
+    """
+    Build a cache in ``out_dir`` of ``trials``, one row each, in the order given.
+
+    ``trials``: e.g. ``data.layout.scan_dataset(root)`` (a dataset or a miss set) or
+    ``sim.generator.planned_trials(cfg, misses)``; both list the trials by participant,
+    block, trial index. ``source``: plain data describing where they come from (stored in
+    ``meta.json``: ``data.layout.layout_source(root)``, or the generator's config).
+    ``preprocess``: a ``PreprocessConfig``; frames go through its ``crop_frames``, in
+    ``workers`` processes. Writes into a temporary folder and renames it at the end, so a
+    half-built cache is never mistaken for a good one.
     """
     from tqdm import tqdm
 
+    trials = list(trials)
     detector = detector or StartDetectorConfig()
     out_dir = Path(out_dir)
+    if not trials:
+        raise DatasetError(f'{out_dir}: no trials to cache')
     tmp = out_dir.with_name(out_dir.name + '.partial')
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    if isinstance(source, (str, Path)):
-        records = scan_dataset(source)
-        names = sorted({r.participant for r in records})
-        rows = [(r.trial_id, r.block, names.index(r.participant), r.trial_index, r.true_start,
-                 r.intended_block) for r in records]
-        jobs: Sequence = [(r, preprocess) for r in records]
-        func = _crop_record
-        source_desc = {'kind': 'layout', 'path': str(Path(source).resolve()),
-                       'pitchsim': read_meta(source).get('config', {})}
-    else:
-        from pitch_predictor.sim.generator import plan_dataset
-        # The same row order as a layout of this set gives (participant name, block, trial).
-        planned = plan_dataset(source, include_misses=True)[1 if misses else 0]
-        specs = sorted(planned, key=lambda s: (s.person.name, s.block, s.trial_index))
-        names = sorted({s.person.name for s in specs})
-        rows = [(s.trial_id, s.block, names.index(s.person.name), s.trial_index, None,
-                 s.intended_block) for s in specs]
-        jobs = [(s, source, preprocess) for s in specs]
-        func = _crop_generated
-        source_desc = {'kind': 'generator', 'pitchsim': _config_dict(source)}
+    names = sorted({t.participant for t in trials})
+    rows = [(t.trial_id, t.block, names.index(t.participant), t.trial_index,
+             t.intended_block) for t in trials]
     n = len(rows)
-    if n == 0:
-        raise DatasetError(f'{source}: no trials')
     size = preprocess.stored_size
     frames = np.lib.format.open_memmap(tmp / 'frames.npy', mode='w+', dtype=np.uint8,
                                        shape=(n, FRAMES_PER_TRIAL, size, size, 3))
     joints = np.zeros((n, FRAMES_PER_TRIAL, NUM_JOINTS, 3), np.float32)
-    true_start = np.array([-1 if r[4] is None else r[4] for r in rows], np.int64)
+    true_start = np.full(n, -1, np.int64)
     start = np.zeros(n, np.int64)
     found = np.zeros(n, bool)
     bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=not progress)
-    for i, result in enumerate(_pool_map(func, jobs, workers)):
-        frames[i], joints[i] = result[0], result[1]
-        if len(result) > 2:
-            true_start[i] = int(result[2]['true_start'])
-        start[i], found[i] = find_start(result[0], result[1], detector)
+    jobs = [(t, preprocess) for t in trials]
+    for i, (crops, trial_joints, trial_start) in enumerate(
+            _pool_map(_crop_trial, jobs, workers)):
+        frames[i], joints[i] = crops, trial_joints
+        true_start[i] = -1 if trial_start is None else int(trial_start)
+        start[i], found[i] = find_start(crops, trial_joints, detector)
         bar.update(1)
     bar.close()
     frames.flush()
     del frames
     np.save(tmp / 'joints.npy', joints)
     np.save(tmp / 'labels.npy', np.array([r[1] - 1 for r in rows], np.int64))
-    np.save(tmp / 'intended.npy', np.array([r[5] for r in rows], np.int64))
+    np.save(tmp / 'intended.npy', np.array([r[4] for r in rows], np.int64))
     np.save(tmp / 'participants.npy', np.array([r[2] for r in rows], np.int64))
     np.save(tmp / 'trial_index.npy', np.array([r[3] for r in rows], np.int64))
     np.save(tmp / 'true_start.npy', true_start)
@@ -255,16 +252,10 @@ def build_cache(source: Union[str, Path, object], out_dir: Union[str, Path], pre
         'preprocess': preprocess.to_dict() if hasattr(preprocess, 'to_dict')
         else asdict(preprocess),
         'detector': asdict(detector),
-        'source': source_desc,
+        'source': dict(source or {}),
     }
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return TrialCache(out_dir)
-
-
-def _config_dict(cfg: object) -> dict:
-    values = asdict(cfg)
-    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple)
-                                 else str(v)))

@@ -69,6 +69,10 @@ class TrialRecord:
         if not self.intended_block:
             self.intended_block = self.block
 
+    def load(self) -> Tuple[np.ndarray, np.ndarray, int]:
+        """Return (frames, joints, true_start): what ``data.cache.build_cache`` reads."""
+        return load_trial_frames(self), load_trial_joints(self), self.true_start
+
 
 def trial_folder_name(block: int, participant: str, stamp: str, trial_number: int) -> str:
     """Return a trial folder name in [13]'s style (``trial_number`` is 1-based)."""
@@ -153,6 +157,12 @@ def read_meta(root: PathLike) -> Dict[str, object]:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise DatasetError(f'{path}: unreadable metadata ({err})') from err
+
+
+def layout_source(root: PathLike) -> Dict[str, object]:
+    """Describe a layout folder for a cache's ``meta.json`` (path, the generator config)."""
+    return {'kind': 'layout', 'path': str(Path(root).resolve()),
+            'pitchsim': read_meta(root).get('config', {})}
 
 
 def _frame_files(folder: Path) -> List[Path]:

@@ -63,9 +63,8 @@ def cmd_layout(args: argparse.Namespace) -> int:
     """Generate the dataset (hits) and its miss set into the real layout."""
     import shutil
 
-    from pitch_predictor.data.cache import _config_dict
     from pitch_predictor.data.layout import write_meta, write_trial
-    from pitch_predictor.sim.generator import generate_trials, plan_dataset
+    from pitch_predictor.sim.generator import config_dict, generate_trials, plan_dataset
 
     cfg = _sim_config(args)
     out = Path(args.out)
@@ -92,7 +91,7 @@ def cmd_layout(args: argparse.Namespace) -> int:
                     participant=trial.participant)
         meta[miss_out if is_miss else out][trial.trial_id] = trial.meta()
     for folder in folders:
-        write_meta(folder, {'generator': 'pitchsim', 'config': _config_dict(cfg),
+        write_meta(folder, {'generator': 'pitchsim', 'config': config_dict(cfg),
                             'miss_set': folder == miss_out, 'trials': meta[folder]})
     elapsed = time.time() - t0
     size = sum(_dir_size(f) for f in folders)
@@ -105,13 +104,20 @@ def cmd_layout(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     """Build a memory-mapped training cache from a layout or straight from the generator."""
     from pitch_predictor.data.cache import build_cache
+    from pitch_predictor.data.layout import layout_source, scan_dataset
     from pitch_predictor.models.preprocessing import fast_preprocess, paper_preprocess
+    from pitch_predictor.sim.generator import config_dict, planned_trials
 
     preprocess = fast_preprocess() if args.preprocess == 'fast' else paper_preprocess()
     out = Path(args.out or DEFAULT_ROOT / f'cache_{args.preprocess}')
-    source = _sim_config(args) if args.generate else Path(args.source)
     t0 = time.time()
-    cache = build_cache(source, out, preprocess, workers=args.workers, misses=args.miss)
+    if args.generate:
+        cfg = _sim_config(args)
+        trials = planned_trials(cfg, misses=args.miss)
+        source = {'kind': 'generator', 'pitchsim': config_dict(cfg)}
+    else:
+        trials, source = scan_dataset(args.source), layout_source(args.source)
+    cache = build_cache(trials, out, preprocess, source=source, workers=args.workers)
     found = cache.start_found.mean() if len(cache) else 0.0
     summary = {'trials': len(cache), 'folder': str(out), 'seconds': round(time.time() - t0, 1),
                'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found),

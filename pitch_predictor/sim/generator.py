@@ -30,8 +30,9 @@ plot); :func:`render_walk_back` renders the walk back to the rest spot that cont
 recordings put between pitches.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 import functools
+import json
 import math
 import multiprocessing
 import os
@@ -339,6 +340,58 @@ def plan_dataset(cfg: SimConfig, include_misses: bool = False
     if include_misses:
         return _order(hits), _order(misses)
     return _order(hits)
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """A planned trial as ``data.cache.build_cache`` takes it: ``load()`` renders it."""
+
+    spec: TrialSpec
+    config: SimConfig
+
+    @property
+    def trial_id(self) -> str:  # noqa: D102
+        return self.spec.trial_id
+
+    @property
+    def block(self) -> int:  # noqa: D102
+        return self.spec.block
+
+    @property
+    def intended_block(self) -> int:  # noqa: D102
+        return self.spec.intended_block
+
+    @property
+    def participant(self) -> str:  # noqa: D102
+        return self.spec.person.name
+
+    @property
+    def trial_index(self) -> int:  # noqa: D102
+        return self.spec.trial_index
+
+    def load(self) -> Tuple[np.ndarray, np.ndarray, int]:
+        """Render the trial; return (RGB frames, joints, true start)."""
+        trial = render_trial(self.spec, self.config)
+        return trial.frames(), trial.joints, trial.true_start
+
+
+def planned_trials(cfg: SimConfig, misses: bool = False) -> List[PlannedTrial]:
+    """
+    Return the hits (``misses``: the miss set) of ``cfg``, to render into a cache.
+
+    In the row order a layout of the same set gives (participant name, block, trial
+    index), so a cache of the layout and one generated directly are equal.
+    """
+    specs = plan_dataset(cfg, include_misses=True)[1 if misses else 0]
+    specs = sorted(specs, key=lambda s: (s.person.name, s.block, s.trial_index))
+    return [PlannedTrial(spec, cfg) for spec in specs]
+
+
+def config_dict(cfg: SimConfig) -> Dict[str, object]:
+    """Return ``cfg`` as JSON-ready plain data (tuples as lists)."""
+    values = asdict(cfg)
+    return json.loads(json.dumps(values, default=lambda v: list(v) if isinstance(v, tuple)
+                                 else str(v)))
 
 
 def plan_misses(cfg: SimConfig) -> List[TrialSpec]:
