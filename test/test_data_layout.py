@@ -275,7 +275,7 @@ class FakeTrial:
 
 @pytest.mark.parametrize('workers', [1, 2])
 def test_build_cache_takes_any_iterable_of_trials(tmp_path, workers):
-    from pitch_predictor.data.cache import find_start
+    from pitch_predictor.window import trial_start
     from pitch_predictor.start_detector import StartDetectorConfig
     trials = [FakeTrial('Zed', 3, 0, 17), FakeTrial('Amy', 5, 1, -1, intended_block=2),
               FakeTrial('Amy', 5, 0, None)]
@@ -296,7 +296,7 @@ def test_build_cache_takes_any_iterable_of_trials(tmp_path, workers):
         np.testing.assert_array_equal(cache.frames[i], crops)
         np.testing.assert_array_equal(cache.joints[i], joints)
         assert (cache.start[i], cache.start_found[i]) == \
-            find_start(crops, joints, StartDetectorConfig())
+            trial_start(crops, joints, StartDetectorConfig())
 
 
 def test_build_cache_refuses_no_trials(tmp_path):

@@ -13,9 +13,10 @@ config asks for it.
 from typing import Any, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import numpy as np
-from pitch_predictor.kinect import FRAMES_PER_TRIAL, WINDOW
+from pitch_predictor.kinect import WINDOW
 from pitch_predictor.models.preprocessing import PreprocessConfig, train_transform
 from pitch_predictor.models.sampling import train_clip_indices
+from pitch_predictor.window import clamp_window_start
 import torch
 from torch.utils.data import Dataset
 from training.joint_augment import (
@@ -27,10 +28,7 @@ if TYPE_CHECKING:  # only for annotations
 
 def window_start(cache: 'TrialCache', trial: int, window: int = WINDOW) -> int:
     """Return the first frame of the trial's action window (detected start, kept in range)."""
-    start = int(cache.start[trial])
-    # A trial whose detector fired late still yields a full window: the pitch is over
-    # by then, so the last `window` frames hold it.
-    return min(max(start, 0), FRAMES_PER_TRIAL - window)
+    return clamp_window_start(int(cache.start[trial]), window)
 
 
 def window_frames(cache: 'TrialCache', trials: np.ndarray, window: int = WINDOW) -> np.ndarray:

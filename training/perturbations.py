@@ -31,7 +31,7 @@ def frame_rate_windows(cache: 'TrialCache', trials: np.ndarray, extra: int,
     out = []
     for trial in trials:
         # The start may sit so late that 40 + extra frames do not fit: move it back.
-        first = min(window_start(cache, int(trial), window), FRAMES_PER_TRIAL - span)
+        first = window_start(cache, int(trial), span)
         keep = np.sort(rng.choice(span, size=window, replace=False))
         out.append(np.asarray(cache.frames[int(trial), first:first + span])[keep])
     return np.stack(out)

@@ -16,10 +16,9 @@ Folder contents (``np.load(..., mmap_mode='r')``)::
     meta.json         participant_names, trial_ids, preprocess, detector, source
 
 ``start`` is the paper's start frame (Section IV-A) found by
-:func:`pitch_predictor.start_detector.detect_start` on the stored crops and joints.
-When it finds none, the fallback is the first frame after the reference whose joint
-distance reaches ``delta_joints`` (else ``min_start_index``) and ``start_found`` is
-False.
+:func:`pitch_predictor.window.trial_start` on the stored crops and joints: the detector,
+or when it finds none the fallback of ``pitch_predictor.window`` (``start_found``
+False).
 
 A cache built from a miss set (``pitch-sim cache --source data/synthetic/layout_miss``)
 has the same arrays: ``labels`` are the actual blocks - 1, ``intended`` the blocks aimed
@@ -38,8 +37,8 @@ import numpy as np
 
 from pitch_predictor.data.layout import DatasetError
 from pitch_predictor.kinect import FRAMES_PER_TRIAL, NUM_JOINTS
-from pitch_predictor.start_detector import (
-    detect_start, distances, image_signature, StartDetectorConfig, StartNotFound)
+from pitch_predictor.start_detector import StartDetectorConfig
+from pitch_predictor.window import trial_start
 
 FORMAT_VERSION = 2  # 2: intended.npy (the block aimed at)
 _ARRAYS = ('frames', 'joints', 'labels', 'intended', 'participants', 'trial_index',
@@ -48,19 +47,6 @@ _ARRAYS = ('frames', 'joints', 'labels', 'intended', 'participants', 'trial_inde
 
 class CacheError(RuntimeError):
     """A cache folder is missing, incomplete or inconsistent (the message names the file)."""
-
-
-def find_start(crops: np.ndarray, joints: np.ndarray,
-               cfg: StartDetectorConfig) -> Tuple[int, bool]:
-    """Return (start frame, found): the detector's start, or the documented fallback."""
-    sigs = np.stack([image_signature(c, cfg) for c in crops])
-    try:
-        return detect_start(sigs, joints, cfg), True
-    except StartNotFound:
-        _, dtheta = distances(sigs, joints, cfg.reference_index)
-        later = np.flatnonzero(dtheta[cfg.min_start_index:] >= cfg.delta_joints)
-        return (int(later[0]) + cfg.min_start_index if len(later) else cfg.min_start_index,
-                False)
 
 
 class TrialCache:
@@ -228,11 +214,10 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
     found = np.zeros(n, bool)
     bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=not progress)
     jobs = [(t, preprocess) for t in trials]
-    for i, (crops, trial_joints, trial_start) in enumerate(
-            _pool_map(_crop_trial, jobs, workers)):
+    for i, (crops, trial_joints, onset) in enumerate(_pool_map(_crop_trial, jobs, workers)):
         frames[i], joints[i] = crops, trial_joints
-        true_start[i] = -1 if trial_start is None else int(trial_start)
-        start[i], found[i] = find_start(crops, trial_joints, detector)
+        true_start[i] = -1 if onset is None else int(onset)
+        start[i], found[i] = trial_start(crops, trial_joints, detector)
         bar.update(1)
     bar.close()
     frames.flush()
