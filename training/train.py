@@ -44,7 +44,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 from training.config import ConfigError, load_config, parse_overrides, save_config, TrainConfig
 from training.dataset import augment_batch, ClipCollate, ClipDataset
@@ -57,7 +57,7 @@ from training.splits import make_split, Split, SplitError
 # Keys whose change makes an existing run folder a different run (resume refuses it).
 RUN_IDENTITY_KEYS = ('model', 'model_preset', 'model_config', 'preprocess', 'sampling',
                      'split', 'val_per_group', 'val_seed', 'seed', 'batch_size', 'optimizer',
-                     'pretrained', 'init')
+                     'pretrained', 'init', 'extra_train_data', 'extra_train_pitchers')
 
 
 @dataclass
@@ -142,6 +142,15 @@ def split_trials(cache: TrialCache, cfg: TrainConfig) -> Split:
         raise ConfigError(f'{cfg.data}: split {cfg.split!r} leaves {split.sizes()} trials; '
                           'train and test must be non-empty')
     return split
+
+
+class TrainingSet(ConcatDataset):
+    """The training trials of several caches, one epoch selector for all of them."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of every part."""
+        for part in self.datasets:
+            part.set_epoch(epoch)
 
 
 def better(score: Tuple[float, float], best: Optional[Tuple[float, float]]) -> bool:
@@ -372,6 +381,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                           f'(model {cfg.model} takes {kind}, world size {ddp.world_size})')
     dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed,
                           joint_augment=joint_augment)
+    if cfg.extra_train_data:
+        extra = open_cache(cfg.extra_train_data, preprocess if kind != 'joints' else None)
+        pitchers = len(extra.participant_names)
+        if cfg.extra_train_pitchers:
+            pitchers = min(pitchers, cfg.extra_train_pitchers)
+        extra_idx = np.flatnonzero(np.asarray(extra.participants) < pitchers)
+        dataset = TrainingSet([dataset, ClipDataset(
+            cfg.extra_train_data, extra_idx, cfg.sampling, kind=kind,
+            seed=cfg.seed + 7919, joint_augment=joint_augment)])
+        log(f'{cfg.extra_train_data}: {len(extra_idx)} extra training trials '
+            f'({pitchers} pitchers)')
     # CPU: the batched image augmentation runs in the loader workers, overlapping the
     # step; GPU: on the device, in the main process.
     images = kind != 'joints'
@@ -537,6 +557,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             'name': cfg.name, 'model': cfg.model, 'model_config': model_config,
             'preprocess': preprocess.to_dict(), 'sampling': cfg.sampling, 'split': cfg.split,
             'data': str(cfg.data), 'num_train': int(len(train_idx)),
+            'extra_train_data': str(cfg.extra_train_data),
+            'num_extra_train': int(len(dataset) - len(train_idx)),
             'num_validation': int(len(val_idx)),
             'num_test': int(len(test_idx)), 'num_parameters': int(num_params),
             'epochs_run': epochs_run, 'chosen_epoch': chosen_epoch, 'temperature': temperature,

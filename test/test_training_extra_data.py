@@ -1,0 +1,78 @@
+"""
+Extra training pitchers (``extra_train_data``): they join the training split only.
+
+A second tiny simulated set (other pitchers, another seed) is added to the training
+trials of the tiny set; validation and test must stay exactly the main set's split, and
+the epoch must draw every selected extra trial once.
+"""
+
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+from pitch_predictor.data.cache import CacheError, TrialCache
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `training` runs from the repo root; it is not installed
+
+from training import train  # noqa: E402
+from training.splits import make_split  # noqa: E402
+
+JOINTS = ['model=skeleton_gru', 'model_preset=fast', 'sampling=2', 'batch_size=8',
+          'num_workers=0', 'seed=3', 'epochs=1', 'eval_train=false']
+
+
+@pytest.fixture(scope='module')
+def extra_cache(tmp_path_factory) -> Path:
+    """Two other pitchers (simulator seed 5), 2 trials per block: 36 trials."""
+    from pitch_predictor.data.cache import build_cache
+    from pitch_predictor.models.preprocessing import fast_preprocess
+    from pitch_predictor.sim.generator import planned_trials, small_config
+    out = tmp_path_factory.mktemp('extra_cache')
+    cfg = small_config(participants=2, trials_per_block=2, seed=5, width=213, height=120)
+    build_cache(planned_trials(cfg), out, fast_preprocess(), workers=1, progress=False)
+    return out
+
+
+def test_extra_pitchers_join_training_only(tiny_cache, extra_cache, tmp_path):
+    extra = TrialCache(extra_cache)
+    assert len(extra.participant_names) == 2 and len(extra) == 36
+    base = train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'base'), *JOINTS])
+    both = train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'both'), *JOINTS,
+                       f'extra_train_data={extra_cache}'])
+    one = train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'one'), *JOINTS,
+                      f'extra_train_data={extra_cache}', 'extra_train_pitchers=1'])
+    split = make_split(TrialCache(tiny_cache), 'paper', 1, 0)
+    for result in (base, both, one):
+        assert result['num_train'] == len(split.train)
+        assert result['num_validation'] == len(split.validation)
+        assert result['num_test'] == len(split.test)
+    assert base['num_extra_train'] == 0
+    assert both['num_extra_train'] == 36
+    assert one['num_extra_train'] == int((np.asarray(extra.participants) == 0).sum()) == 18
+    saved = json.loads((tmp_path / 'both' / 'metrics.json').read_text())
+    assert saved['extra_train_data'] == str(extra_cache)
+
+
+def test_training_set_draws_every_trial_of_each_part(tiny_cache, extra_cache):
+    from training.dataset import ClipDataset
+    parts = [ClipDataset(str(tiny_cache), np.arange(4), 2, kind='joints'),
+             ClipDataset(str(extra_cache), np.arange(6), 2, kind='joints')]
+    data = train.TrainingSet(parts)
+    assert len(data) == 10
+    data.set_epoch(3)
+    assert [p.epoch for p in parts] == [3, 3]
+    labels = [int(data[i][1]) for i in range(len(data))]
+    expected = ([int(x) for x in np.asarray(TrialCache(tiny_cache).labels)[:4]]
+                + [int(x) for x in np.asarray(TrialCache(extra_cache).labels)[:6]])
+    assert labels == expected
+
+
+def test_missing_extra_cache_is_a_clear_error(tiny_cache, tmp_path):
+    missing = tmp_path / 'nothing_here'
+    with pytest.raises(CacheError, match='nothing_here'):
+        train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'run'), *JOINTS,
+                    f'extra_train_data={missing}'])
