@@ -132,6 +132,7 @@ def test_walk_back_between_pitches_is_rendered_and_continuous(tmp_path, trials):
     assert np.linalg.norm(np.diff(between, axis=0), axis=-1).max() < 0.2
     # The walk leaves the finish stance and ends at the next pitch's rest pose.
     assert np.linalg.norm(joints[after - 1] - joints[after + WALK - 1], axis=-1).mean() > 0.2
+    # Up to the Kinect noise drawn on both frames (statistical).
     np.testing.assert_allclose(joints[after + WALK - 1], trials[1].joints[0], atol=0.05)
 
 

@@ -74,6 +74,8 @@ def test_layout_to_cache_equals_generating_directly(tmp_path):
     assert direct.preprocess == pre and len(direct) == 18
     # The detector finds the true start within 3 frames on most of these trials (15 of 18
     # measured at this small frame size; the default set's figure is in docs/data.md).
+    # A detection rate over drawn trials: a bound, not the measured count, so a change
+    # of the renderer that moves one trial by a frame does not fail the cache test.
     err = np.abs(np.asarray(direct.start) - np.asarray(direct.true_start))
     assert (err <= 3).mean() >= 14 / 18
 

@@ -62,7 +62,9 @@ def test_every_camera_size_gives_the_same_field_of_view(size):
     reference = full[180:900, 600:1320]  # the central 720x720 of the 1080p image
     expected = cv2.resize(reference, (120, 120), interpolation=cv2.INTER_AREA)
     crop = crop_frames(frame, fast_preprocess())[0]
-    assert np.abs(crop.astype(int) - expected.astype(int)).mean() < 2.0
+    # Exactly equal: the scene's cells are 10, 15 and 30 px wide at these sizes, and
+    # every resize on the way (to the crop, to 120 px) averages pixels of one cell only.
+    np.testing.assert_array_equal(crop, expected)
 
 
 @pytest.mark.parametrize('size', [(960, 540), (1920, 1080)])
@@ -74,11 +76,13 @@ def test_crop_geometry_keeps_the_centre(size):
         assert crop.shape == (1, cfg.stored_size, cfg.stored_size, 3)
         assert crop.dtype == np.uint8
         cy, cx, area = white_centroid(crop[0])
+        # Centred exactly: the square (even side, on the frame's centre) and the crop
+        # share their centre.
         centre = (cfg.stored_size - 1) / 2
-        assert abs(cy - centre) <= 1.0 and abs(cx - centre) <= 1.0
-        # The square spans 1/10 of the frame height, the crop 2/3 of it.
-        expected_side = cfg.stored_size / 10 * 1.5
-        assert abs(np.sqrt(area) - expected_side) <= 2.0
+        assert (cy, cx) == (centre, centre)
+        # The square spans 1/10 of the frame height, the crop 2/3 of it: a side of
+        # 3/20 of the crop (36 px of 240, 18 of 120), exactly (whole pixels).
+        assert area == (cfg.stored_size * 3 // 20) ** 2
         # The bar at the far left of the camera frame lies outside the crop.
         assert crop[0, :, :, 0].max() == crop[0, :, :, 1].max()
 

@@ -79,10 +79,17 @@ def test_node_answers_like_the_offline_core(node, peer, checkpoint, trial, strea
     assert start_ns == final[0].start_stamp_ns
     assert block == final[0].block
     np.testing.assert_allclose(probabilities, final[0].probabilities, atol=1e-5)
-    # Early estimates arrived too: fraction seen, then 9 probabilities summing to 1.
+    # Early estimates arrived too (fraction seen, then 9 probabilities): each is the
+    # offline core's estimate at the same fraction (float32 on the wire). Only how many
+    # arrive can vary: the node drops an estimate its worker is too busy for.
     early = peer.early[early_before:]
+    offline_early = {p.fraction_seen: p.probabilities for p in offline if p.early}
     assert len(early) >= 1
-    assert all(0 < e.data[0] < 1 and abs(sum(e.data[1:]) - 1) < 1e-4 for e in early)
+    for estimate in early:
+        same = [f for f in offline_early if abs(f - estimate.data[0]) < 1e-6]
+        assert len(same) == 1, (estimate.data[0], sorted(offline_early))
+        np.testing.assert_allclose(np.asarray(estimate.data[1:]), offline_early[same[0]],
+                                   atol=1e-5)
     peer.wait_counter('frames_received', len(frames), node)
     # publish_annotated_image is on: frames come back annotated, same size and stamp.
     assert peer.annotated and peer.annotated[-1][:3] == (960, 540, 'rgb8')

@@ -10,8 +10,10 @@ def test_projection_is_the_kinect_pinhole():
     # A point on the optical axis lands in the image centre; +x (sensor's left) goes left.
     centre = project_joints(np.array([[0.0, 0.0, 2.0]]), 960, 540)[0]
     np.testing.assert_allclose(centre, [479.5, 269.5], atol=0.6)
+    # 0.5 m to the left at 2 m: fx * 0.5 / 2 pixels left of the centre, fx the Kinect V2
+    # colour focal length (1081.37 px at 1920 wide) halved for 960, same row.
     left = project_joints(np.array([[0.5, 0.0, 2.0]]), 960, 540)[0]
-    assert left[0] < centre[0] - 100
+    np.testing.assert_allclose(left - centre, [-1081.37 / 2 * 0.5 / 2.0, 0.0], atol=1e-9)
 
 
 def test_annotation_draws_on_a_copy():

@@ -50,7 +50,8 @@ def test_aim_hits_every_block_centre():
     hit, _ = fly_to_plane(release, launch_velocity(11.0, elev, azim), grid.distance, ball)
     np.testing.assert_allclose(hit[:, :2], targets[:, :2], atol=2e-3)
     assert list(grid.block_at(hit[:, 0], hit[:, 1])) == list(range(1, 10))
-    # Fine-grained: neighbouring blocks are a few degrees apart in release angle.
+    # Fine-grained: neighbouring blocks are a few degrees apart in release angle (a
+    # design envelope of the target geometry with drag, not a closed-form value).
     d_azim = np.degrees(np.abs(np.diff(azim.reshape(3, 3), axis=1)))
     d_elev = np.degrees(np.abs(np.diff(elev.reshape(3, 3), axis=0)))
     assert d_azim.min() > 2.0 and d_azim.max() < 8.0
@@ -102,6 +103,7 @@ def test_misses_are_kept_apart_with_both_blocks():
     assert hits == plan_dataset(cfg) and misses == plan_misses(cfg)
     assert len(hits) == 2 * 9 * 4 and all(s.block == s.intended_block for s in hits)
     share = len(misses) / (len(hits) + len(misses))
+    # The share of throws drawn into another block by the execution noise: statistical.
     assert 0.03 < share < 0.4, share
     for s in misses:
         # A miss landed in another block of the grid (off-grid throws are dropped).
@@ -131,6 +133,7 @@ def test_trial_timeline(tiny):
     cfg, specs = tiny
     for s in specs[:3]:
         trial = render_trial(s, cfg)
+        # The planned onsets' envelope (drawn per trial): a full window fits after it.
         assert 10 <= trial.true_start <= 38
         assert trial.true_start < trial.release_frame < 80
         # Hand at release = release point; pre-onset frames are the rest pose.
@@ -209,6 +212,7 @@ def test_trial_ends_where_the_stride_took_the_pitcher(tiny):
         assert norm.argmax() < 80  # the peak is the follow-through, not the end
         ratios.append(end_to_peak(trial.joints))
     # Per pitcher 0.65-0.9 (his stride and finish step); a return to rest gives ~0.02.
+    # Envelopes of [13]'s plotted trial over drawn pitchers: statistical by design.
     assert min(ratios) > 0.55 and max(ratios) < 0.95
     assert 0.6 < np.mean(ratios) < 0.9
 

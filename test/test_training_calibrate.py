@@ -28,6 +28,8 @@ def test_recalibration_fixes_an_overconfident_model_and_keeps_its_blocks(tiny_ca
     out = tmp_path / 'calibrated.pt'
     report = calibrate(source, tiny_cache, out)
     assert report['temperature_before'] == 0.02 and report['trials'] == 36
+    # Only the direction is known: the model is random, so the decision NLL keeps falling
+    # towards log 9 (uniform) as T grows and the fitted T sits on a flat minimum.
     assert report['temperature'] > 0.02 and report['nll_after'] < report['nll_before']
     assert load_checkpoint(out).meta['temperature'] == report['temperature']
     assert load_checkpoint(out).meta['seed'] == 0  # the rest of the meta is kept

@@ -27,6 +27,17 @@ def plain_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> flo
     return float(-np.log(probs[np.arange(len(labels)), labels]).mean())
 
 
+def plain_ece(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE written out: bins (k/10, (k+1)/10], |accuracy - confidence| weighted by size."""
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    total = 0.0
+    for k in range(bins):
+        inside = (confidence > k / bins) & (confidence <= (k + 1) / bins)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
 def made_up_logits(rng: np.random.Generator, n: int, right: float, margin: float):
     """Two clips per trial: the top logit ``margin`` above the rest; right ``right`` often."""
     labels = rng.integers(0, 9, n)
@@ -40,21 +51,34 @@ def test_overconfident_logits_get_a_temperature_above_one_and_a_lower_nll():
     # 60 % right with a margin of 8 nats: confidence ~0.99, accuracy 0.6.
     logits, labels = made_up_logits(np.random.default_rng(0), 400, 0.6, 8.0)
     temperature = fit_temperature(logits, labels)
-    assert temperature > 1.5
-    assert plain_nll(logits, labels, temperature) < plain_nll(logits, labels, 1.0) - 0.5
-    # The fitted T is the minimum over a fine independent grid (up to the grid's step).
+    # The fitted T is the minimum over a fine independent grid: the same T up to the
+    # grid's step in log T (0.3 %), and no grid point has a lower NLL.
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 2001))
-    best = min(plain_nll(logits, labels, t) for t in grid)
-    assert plain_nll(logits, labels, temperature) <= best + 1e-5
-    before = expected_calibration_error(plain_decision(logits, 1.0), labels)
-    after = expected_calibration_error(plain_decision(logits, temperature), labels)
-    assert before > 0.3 and after < 0.1
+    losses = [plain_nll(logits, labels, t) for t in grid]
+    step = np.log(grid[1] / grid[0])
+    assert abs(np.log(temperature / grid[int(np.argmin(losses))])) <= step
+    assert plain_nll(logits, labels, temperature) <= min(losses) + 1e-5
+    assert temperature > 1.0  # overconfident: softened
+    before = plain_decision(logits, 1.0)
+    after = plain_decision(logits, temperature)
+    # ECE by hand: at T = 1 every confidence is above 0.9 (one bin), so the ECE is
+    # |accuracy - mean confidence| over all trials; after scaling, the sum over the bins.
+    accuracy = float((before.argmax(1) == labels).mean())
+    assert before.max(1).min() > 0.9
+    assert expected_calibration_error(before, labels) == pytest.approx(
+        abs(accuracy - before.max(1).mean()), abs=1e-12)
+    assert expected_calibration_error(after, labels) == pytest.approx(
+        plain_ece(after, labels), abs=1e-12)
+    assert plain_ece(after, labels) < expected_calibration_error(before, labels) / 3
 
 
 def test_underconfident_logits_get_a_temperature_below_one():
     logits, labels = made_up_logits(np.random.default_rng(1), 400, 0.95, 0.8)
     temperature = fit_temperature(logits, labels)
-    assert temperature < 1.0
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 2001))
+    losses = [plain_nll(logits, labels, t) for t in grid]
+    assert abs(np.log(temperature / grid[int(np.argmin(losses))])) <= np.log(grid[1] / grid[0])
+    assert temperature < 1.0  # underconfident: sharpened
     assert plain_nll(logits, labels, temperature) < plain_nll(logits, labels, 1.0)
 
 

@@ -59,6 +59,8 @@ def test_rotation_turns_the_body_about_the_vertical_and_keeps_bone_lengths(clip)
         turn = heading(out) - heading(clip)
         assert np.ptp(turn) < 1e-3  # every frame turned by the same angle
         turns.append(turn[0])
+    # Random draws (uniform in +-10 degrees): the bound is the rule, the spread only
+    # shows the turn varies with the seed.
     assert max(np.abs(turns)) <= 10.0 + 1e-4 and np.std(turns) > 2.0
 
 
@@ -70,6 +72,7 @@ def test_scale_scales_every_bone_by_one_factor_about_the_spine_base(clip):
         assert np.ptp(ratio) < 1e-4
         np.testing.assert_allclose(out[0, SPINE], clip[0, SPINE], atol=1e-5)
         factors.append(ratio.mean())
+    # Random draws (uniform in 1 +- 0.1): the bounds are the rule, the spread shows they vary.
     assert min(factors) >= 0.9 - 1e-6 and max(factors) <= 1.1 + 1e-6
     assert np.std(factors) > 0.02
 
@@ -77,6 +80,7 @@ def test_scale_scales_every_bone_by_one_factor_about_the_spine_base(clip):
 def test_camera_height_shifts_every_joint_vertically_by_one_amount(clip):
     out = run(clip, 3, camera_height=0.1)
     shift = out[..., 1] - clip[..., 1]
+    # One random shift (uniform in +-0.1 m), the same for every joint and frame.
     assert np.ptp(shift) < 1e-5 and 0 < abs(shift.mean()) <= 0.1
     np.testing.assert_allclose(out[..., [0, 2]], clip[..., [0, 2]], atol=1e-6)
 
@@ -90,12 +94,15 @@ def test_camera_tilt_rotates_about_the_camera_x_axis(clip):
     np.testing.assert_allclose(bone_lengths(out), bone_lengths(clip), atol=1e-5)
     angle = np.degrees(np.arctan2(out[..., 1], out[..., 2]) - np.arctan2(clip[..., 1],
                                                                          clip[..., 2]))
+    # One random tilt (uniform in +-3 degrees), the same for every joint and frame.
     assert np.ptp(angle) < 1e-3 and 0 < abs(angle.mean()) <= 3.0
 
 
 def test_noise_has_the_requested_millimetres(clip):
     out = run(clip, 5, noise_mm=4)
     error = (out - clip) * 1000.0
+    # Sample moments of Gaussian noise: statistical (the clip's samples give the std
+    # within about 0.1 mm; 0.3 leaves room).
     assert abs(error.std() - 4.0) < 0.3 and abs(error.mean()) < 0.3
 
 
@@ -103,7 +110,7 @@ def test_dropped_joints_and_frames_become_nan(clip):
     out = run(clip, 6, drop_joints=0.2)
     missing = np.isnan(out).any(axis=-1)
     assert np.isnan(out[missing]).all()  # a joint is missing as a whole
-    assert abs(missing.mean() - 0.2) < 0.05
+    assert abs(missing.mean() - 0.2) < 0.05  # a drawn fraction: statistical
     np.testing.assert_array_equal(out[~missing], clip[~missing].astype(np.float32))
     out = run(clip, 7, drop_frames=0.25)
     frames = np.isnan(out).reshape(len(out), -1)

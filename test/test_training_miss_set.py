@@ -83,5 +83,16 @@ def test_train_evaluates_a_miss_set_at_the_end(tiny_cache, miss_cache, tmp_path)
     miss = json.loads((tmp_path / 'run' / 'metrics.json').read_text())['miss']
     assert miss == json.loads(json.dumps(result['miss']))
     assert miss['num_trials'] == 36 and miss['num_misses'] == 12
-    assert 0.0 <= miss['actual']['accuracy'] <= 1.0
     assert miss['misses']['num_trials'] == 12
+    # The run's own model, evaluated independently on the miss cache.
+    cache = TrialCache(miss_cache)
+    ckpt = load_checkpoint(tmp_path / 'run' / 'model.pt')
+    probs = evaluate.predict_trials(build_model_from_checkpoint(ckpt), cache,
+                                    np.arange(len(cache)), 2, ckpt.preprocess,
+                                    torch.device('cpu'),
+                                    temperature=ckpt.meta['temperature'])
+    preds = probs.argmax(1) + 1
+    actual = np.asarray(cache.labels) + 1
+    assert miss['actual']['accuracy'] == pytest.approx(float((preds == actual).mean()))
+    assert miss['intended']['accuracy'] == pytest.approx(
+        float((preds == np.asarray(cache.intended)).mean()))
