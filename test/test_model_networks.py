@@ -299,7 +299,8 @@ def test_grouped_alexnet_weights_become_block_diagonal(tmp_path):
                         input_size=112)
     grouped = {'features.0.weight': torch.randn(8, 3, 11, 11),
                'features.3.weight': torch.randn(6, 4, 5, 5),  # 2 groups of 4 inputs
-               'features.3.bias': torch.randn(6)}
+               'features.3.bias': torch.randn(6),
+               'features.6.weight': torch.randn(4, 6, 3, 3)}
     torch.save(grouped, tmp_path / 'bvlc.pt')
     load_imagenet_alexnet(model, str(tmp_path / 'bvlc.pt'))
     conv2 = [m for m in model.features if isinstance(m, torch.nn.Conv2d)][1]
@@ -345,3 +346,66 @@ def test_skeleton_gru_encoder_steps_like_the_whole_clip(features):
             vector, state = model.encode_step(joints[:, t], state)
             torch.testing.assert_close(vector, model.encode(joints[:, :t + 1]),
                                        atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def torchvision_alexnet_file(tmp_path_factory):
+    """Return a file holding a torchvision AlexNet state dict (random: no download)."""
+    from torchvision.models import alexnet
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('alexnet') / 'alexnet.pt'
+    torch.save(alexnet(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize('name', ALEXNETS)
+@pytest.mark.parametrize('preset', ['fast', 'paper'])
+def test_torchvision_widths_take_every_conv_of_a_torchvision_file(
+        name, preset, torchvision_alexnet_file):
+    from pitch_predictor.models.networks import (
+        load_imagenet_alexnet, TORCHVISION_ALEXNET_CHANNELS)
+    assert TORCHVISION_ALEXNET_CHANNELS == (64, 192, 384, 256, 256)
+    config = fast_config(name) if preset == 'fast' else model_config_defaults(name)
+    config.update(channels=list(TORCHVISION_ALEXNET_CHANNELS), fc_sizes=[8, 8],
+                  input_size=112)
+    model = build_model(name, **config)
+    state = torch.load(torchvision_alexnet_file, weights_only=True)
+    loaded = load_imagenet_alexnet(model, str(torchvision_alexnet_file))
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    # Per-frame convs: GRU AlexNet 5, 1D/2D-ConvGRU 4 (layer 7 is the ConvGRU), 2D-2 3.
+    assert len(convs) == {'gru_alexnet': 5, 'convgru2d2_alexnet': 3}.get(name, 4)
+    for conv, layer in zip(convs, (0, 3, 6, 8, 10)):
+        assert torch.equal(conv.weight, state[f'features.{layer}.weight'])
+        if preset == 'paper':  # without BatchNorm the convs have biases, loaded too
+            assert torch.equal(conv.bias, state[f'features.{layer}.bias'])
+        else:
+            assert conv.bias is None
+    assert len(loaded) == len(convs) * (2 if preset == 'paper' else 1)
+
+
+def test_a_weight_file_of_another_layout_is_refused(tmp_path, torchvision_alexnet_file):
+    from pitch_predictor.models.networks import load_imagenet_alexnet
+    fast = build_model('convgru2d_alexnet', **{**fast_config('convgru2d_alexnet'),
+                                               'fc_sizes': [8, 8]})
+    state = torch.load(torchvision_alexnet_file, weights_only=True)
+    cases = {
+        # The fast widths (32/64/...) are not torchvision's.
+        'torchvision.pt': (state, 'channel widths'),
+        # A VGG-like file: 3x3 first conv.
+        'vgg.pt': ({'features.0.weight': torch.zeros(64, 3, 3, 3),
+                    'features.2.weight': torch.zeros(64, 64, 3, 3),
+                    'features.5.weight': torch.zeros(128, 64, 3, 3),
+                    'features.7.weight': torch.zeros(128, 128, 3, 3)}, 'channel widths'),
+        'two_convs.pt': ({k: v for k, v in state.items()
+                          if k.startswith(('features.0.', 'features.3.'))}, '2 conv layers'),
+        'resnet.pt': ({'conv1.weight': torch.zeros(64, 3, 7, 7)}, 'no AlexNet conv weights'),
+        'tensor.pt': (torch.zeros(3), 'not a state dict'),
+        # A pickled module: weights_only refuses it, nothing of it runs.
+        'module.pt': (torch.nn.Conv2d(3, 64, 11), 'not a plain state dict'),
+    }
+    for file_name, (content, message) in cases.items():
+        torch.save(content, tmp_path / file_name)
+        with pytest.raises(ValueError, match=message):
+            load_imagenet_alexnet(fast, str(tmp_path / file_name))
+    with pytest.raises(ValueError, match='no such file'):
+        load_imagenet_alexnet(fast, str(tmp_path / 'missing.pt'))

@@ -6,7 +6,7 @@ The paper's experiments and the peers, as a resumable grid of training runs.
     python -m training.experiments table3        # Table III grid (+ peers as extra rows)
     python -m training.experiments peers         # 2D/1D-ConvGRU, GRU AlexNet vs peers
     python -m training.experiments lopo          # leave one participant out
-    python -m training.experiments robustness    # Section V-F on sampling 1, 2, 5
+    python -m training.experiments robustness    # Section V-F: 2D-ConvGRU + last_flat, s 1/2/5
     python -m training.experiments anticipation  # streaming estimate vs window seen
 
 Common options: ``--preset fast|paper`` (configs ``training/configs/<preset>_*.yaml``),
@@ -57,6 +57,10 @@ class Row:
         items = [f'sampling={self.sampling}']
         if self.fusion:
             items.append(f'model_config.fusion={self.fusion}')
+        if self.pretrain:
+            # torchvision's AlexNet widths, so the file's conv weights fit the backbone.
+            items.append('model_config.channels=[' + ','.join(map(str, pretrain_channels()))
+                         + ']')
         return items
 
     def setting(self) -> str:
@@ -65,9 +69,29 @@ class Row:
         return text + (' + pre-train' if self.pretrain else '')
 
 
+def pretrain_channels() -> Tuple[int, ...]:
+    """Return the widths of the pre-training rows: torchvision's AlexNet's."""
+    from pitch_predictor.models.networks import TORCHVISION_ALEXNET_CHANNELS
+    return TORCHVISION_ALEXNET_CHANNELS
+
+
+# The pre-training rows' label: their backbone has torchvision's AlexNet widths, not the
+# preset's (Table I's widths, 96/256/384/384/256, are the original AlexNet's).
+PRETRAIN_LABEL = 'torchvision AlexNet widths 64/192/384/256/256'
+PRETRAIN_NOTE = (
+    "Pre-training rows (`--pretrained FILE`: a local state dict with torchvision's AlexNet "
+    'names `features.N.weight/bias`, read with weights_only=True): the backbone is built at '
+    "torchvision's AlexNet widths 64/192/384/256/256 (conv1-3, the layer-6 conv, the "
+    "layer-7 ConvGRU) and its convs start from the file's weights; the from-scratch rows "
+    "keep the preset's widths, so a pre-training row differs from its scratch row in "
+    'width too.')
+
+
 def _convgru(kind: str, sampling: int, fusion: str = 'last_flat', pretrain: bool = False,
              acc: Optional[float] = None, seconds: Optional[float] = None) -> Row:
     label = {'1d': '1D-ConvGRU', '2d': '2D-ConvGRU', '2d2': '2D-2ConvGRU'}[kind]
+    if pretrain:
+        label += f' ({PRETRAIN_LABEL})'
     row_id = f'convgru{kind}-s{sampling}-{fusion}' + ('-pretrain' if pretrain else '')
     return Row(row_id, label, f'convgru{kind}', sampling, fusion, pretrain, acc, seconds)
 
@@ -139,8 +163,8 @@ COMPARISON: Tuple[Row, ...] = (
 )
 BASELINES_13 = (('spatial only [13]', 63.89), ('temporal only [13]', 74.07),
                 ('two-stream fusion [13]', 71.30))
-# The fast recipe's fusion (mean_flat) on the paper's three samplings.
-ROBUSTNESS_ROWS = tuple(_with_paper(_convgru('2d', s, SHIPPED_FUSION)) for s in (1, 2, 5))
+# Section V-F's models: 2D-ConvGRU with last_flat (Table III's rows) on sampling 1, 2, 5.
+ROBUSTNESS_ROWS = tuple(_with_paper(_convgru('2d', s, 'last_flat')) for s in (1, 2, 5))
 ANTICIPATION_ROW = _convgru('1d', SHIPPED_SAMPLING, SHIPPED_FUSION)
 FRAME_RATE_EXTRA = (1, 2, 3, 4, 5)
 VALIDATION_NOTE = ('Test numbers of the final models only: early stopping, the kept epoch '
@@ -195,7 +219,7 @@ class Runner:
             command += ['--data', self.args.data]
         command += [f'seed={seed}', *row.overrides()]
         if row.pretrain:
-            command.append(f'pretrained={self.args.pretrained}')
+            command.append(f'pretrained={Path(self.args.pretrained).resolve()}')
         if fold:
             command.append(f'split=lopo:{fold}')
         command += self.args.overrides
@@ -286,6 +310,8 @@ def grid(runner: Runner, rows: Sequence[Row], selected: Sequence[Row], name: str
              'paper numbers: Table III (real Kinect data, RTX 2060).',
              'Baselines of [13] (paper): ' + ', '.join(f'{n} {a:.2f}' for n, a in BASELINES_13),
              VALIDATION_NOTE]
+    if any(row.pretrain for row in rows):
+        notes.append(PRETRAIN_NOTE)
     chosen = {row.row_id for row in selected}
 
     def write() -> None:
@@ -410,6 +436,9 @@ def robustness(runner: Runner, rows: Sequence[Row], repetitions: int = 3) -> Non
         writer.writeheader()
         writer.writerows(results)
     md = ['# Robustness (Section V-F)', '',
+          'Models: ' + ', '.join(f'{r.label} sampling {r.setting()}' for r in rows)
+          + " (the paper's Section V-F rows; each from its "
+          f'`{runner.args.preset}_convgru2d.yaml` config with that sampling and fusion).', '',
           '| model | test | level | accuracy % (mean ± sd over repetitions) |',
           '|---|---|---|---|']
     for (test, xlabel) in (('frame_rate', 'extra frames deleted (of 40 + k)'),
@@ -425,7 +454,7 @@ def robustness(runner: Runner, rows: Sequence[Row], repetitions: int = 3) -> Non
                       and r['test'] == test and r['level'] == lv] for lv in levels]
             means = [float(np.mean(s)) for s in stats]
             stds = [float(np.std(s)) for s in stats]
-            series[f'{row.label} sampling {row.sampling}'] = (levels, means, stds)
+            series[f'{row.label} sampling {row.setting()}'] = (levels, means, stds)
             md += [f'| {row.row_id} | {test} | {lv} | {100 * m:.2f} ± {100 * s:.2f} |'
                    for lv, m, s in zip(levels, means, stds)]
         if series:
@@ -475,6 +504,24 @@ def anticipation(runner: Runner) -> None:
     print(f'wrote {out / "anticipation.md"}')
 
 
+def check_pretrained(path: str) -> None:
+    """Stop with a clear message unless ``path`` is a torchvision-layout AlexNet file."""
+    from pitch_predictor.models.networks import read_alexnet_convs
+    try:
+        convs = read_alexnet_convs(path)
+    except ValueError as exc:
+        raise SystemExit(f'--pretrained: {exc}') from None
+    found = [(name, tuple(weight.shape)) for name, weight, _ in convs]
+    widths = pretrain_channels()
+    # torchvision's AlexNet: conv 11x11 64, 5x5 192, 3x3 384, 3x3 256, 3x3 256.
+    expected = [(f'features.{n}', (out, cin, k, k)) for n, out, cin, k in zip(
+        (0, 3, 6, 8, 10), widths, (3, *widths[:-1]), (11, 5, 3, 3, 3))]
+    if found != expected:
+        raise SystemExit(f'--pretrained {path}: convs {found}; the pre-training rows need '
+                         f"torchvision's AlexNet layout, {expected} (a state dict of "
+                         'torchvision.models.alexnet)')
+
+
 def select_rows(rows: Sequence[Row], wanted: Optional[str]) -> List[Row]:
     """Keep rows whose id starts with one of the comma-separated prefixes."""
     if not wanted:
@@ -498,13 +545,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--repeats', type=int, default=2, help='seeds per row')
     parser.add_argument('--rows', default='', help='comma-separated row id prefixes')
     parser.add_argument('--pretrained', default='',
-                        help='local ImageNet AlexNet weights (pre-training rows)')
+                        help="local ImageNet AlexNet weights in torchvision's layout "
+                             '(a state dict, features.N.weight): the pre-training rows')
     parser.add_argument('--time-budget', type=float, default=0.0,
                         help='minutes; start no new run after that (0: no limit)')
     parser.add_argument('--dry-run', action='store_true',
                         help='write the tables from finished runs only')
     parser.add_argument('overrides', nargs='*', help='key=value passed to every run')
     args = parser.parse_intermixed_args(argv)
+    if args.pretrained:
+        check_pretrained(args.pretrained)
     runner = Runner(args)
     if args.experiment == 'table3':
         grid(runner, TABLE3 + PEERS, select_rows(TABLE3 + PEERS, args.rows), 'table3',

@@ -426,43 +426,86 @@ def _ungroup(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return dense
 
 
+# torchvision's AlexNet (``torchvision.models.alexnet``): the output widths of its five
+# convs, ``features.0, 3, 6, 8, 10``. Built with ``channels=TORCHVISION_ALEXNET_CHANNELS``,
+# a network's per-frame convs (conv1-3 and the plain layer-6/7 convs) have the shapes of
+# that file's, so its ImageNet weights load; the Table I widths are 96/256/384/384/256.
+TORCHVISION_ALEXNET_CHANNELS: Tuple[int, ...] = (64, 192, 384, 256, 256)
+
+
+def read_alexnet_convs(path: str) -> List[Tuple[str, torch.Tensor, Optional[torch.Tensor]]]:
+    """
+    Return the conv layers of a local AlexNet weight file: ``[(name, weight, bias)]``.
+
+    ``path``: a plain state dict saved with ``torch.save`` (or a dict holding one under
+    'state_dict'), read with ``torch.load(..., weights_only=True)``: tensors only, no code
+    runs. The convs are its 4-D ``features.N.weight`` entries (torchvision's names), in
+    order of N, each with its ``features.N.bias`` if present. Anything else (a pickled
+    model, another network's names, no conv weights) raises ``ValueError``.
+    """
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f'{path}: no such file') from None
+    except Exception as exc:  # an unpickling error names the first global it refused
+        raise ValueError(f'{path}: not a plain state dict of tensors (read with '
+                         f'weights_only=True, no code is run): {exc}') from None
+    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
+        state = state['state_dict']
+    if not isinstance(state, dict):
+        raise ValueError(f'{path}: holds a {type(state).__name__}, not a state dict')
+
+    def layer(key: str) -> Optional[int]:
+        parts = key.split('.') if isinstance(key, str) else []
+        ok = (len(parts) == 3 and parts[0] == 'features' and parts[1].isdigit()
+              and parts[2] == 'weight' and isinstance(state[key], torch.Tensor)
+              and state[key].dim() == 4)
+        return int(parts[1]) if ok else None
+
+    found = sorted((layer(k), k) for k in state if layer(k) is not None)
+    if not found:
+        raise ValueError(f'{path}: no AlexNet conv weights (features.N.weight, 4-D); its '
+                         f'keys start {sorted(state)[:4]}')
+    return [(key[:-len('.weight')], state[key], state.get(key[:-len('weight')] + 'bias'))
+            for _, key in found]
+
+
 def load_imagenet_alexnet(model: nn.Module, path: str) -> List[str]:
     """
     Copy ImageNet AlexNet conv weights from a local file into ``model``'s per-frame convs.
 
-    ``path``: a ``torch.save``d state dict (or a dict holding one under 'state_dict') with
-    torchvision's AlexNet names ``features.{0,3,6,8,10}.weight/bias``. Its convs are copied
-    in order into the model's backbone convs (layers 1-5, and 6-7 where they are plain
-    convs); grouped weights (the original two-GPU AlexNet) are expanded to dense ones.
-    The widths must match: torchvision's file has 64/192/384/256/256 channels, so use
-    ``channels=[64, 192, 384, 256, 256]`` with it. Nothing is downloaded; loading uses
-    ``weights_only=True``. Returns the names of the filled model parameters.
+    ``path``: see :func:`read_alexnet_convs` (torchvision's names
+    ``features.{0,3,6,8,10}.weight/bias``; nothing is downloaded, no code is run). Its
+    convs are copied in order into the model's backbone convs (layers 1-5, and 6-7 where
+    they are plain convs); grouped weights (the original two-GPU AlexNet) are expanded to
+    dense ones. The shapes must match: build the model with
+    ``channels=TORCHVISION_ALEXNET_CHANNELS`` for torchvision's file. A file with fewer
+    convs than the model's backbone, or of another shape, raises ``ValueError``. Returns
+    the names of the filled model parameters (a BatchNorm model's convs have no bias).
     """
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
-        state = state['state_dict']
-    sources = [key[:-len('.weight')] for key in sorted(
-        (k for k in state if k.startswith('features.') and k.endswith('.weight')
-         and state[k].dim() == 4), key=lambda k: int(k.split('.')[1]))]
+    sources = read_alexnet_convs(path)
     features = getattr(model, 'features', None)
-    if not sources or features is None:
-        raise ValueError(f'{path}: no AlexNet conv weights (features.N.weight) found, or '
-                         f'the model has no per-frame AlexNet layers')
+    if features is None:
+        raise ValueError(f'{type(model).__name__} has no per-frame AlexNet layers '
+                         '(features) to load ImageNet weights into')
     convs = [(n, m) for n, m in features.named_modules() if isinstance(m, nn.Conv2d)]
+    if len(sources) < len(convs):
+        raise ValueError(f"{path}: {len(sources)} conv layers, the model's backbone has "
+                         f'{len(convs)}: not an AlexNet file for this model')
+    widths = tuple(int(w.shape[0]) for _, w, _ in sources)
     loaded = []
     with torch.no_grad():
-        for (name, conv), source in zip(convs, sources):
-            weight = state[source + '.weight']
+        for (name, conv), (source, weight, bias) in zip(convs, sources):
             if weight.shape[1] != conv.in_channels and conv.in_channels % weight.shape[1] == 0:
                 weight = _ungroup(weight, conv.in_channels)
             if weight.shape != conv.weight.shape:
                 raise ValueError(
                     f'{path}: {source}.weight has shape {tuple(weight.shape)}, in the model '
                     f'features.{name}.weight is {tuple(conv.weight.shape)}; build the model '
-                    'with the channel widths of the file')
+                    f'with the channel widths of the file (its convs: {widths}; '
+                    f"torchvision's AlexNet: {TORCHVISION_ALEXNET_CHANNELS})")
             conv.weight.copy_(weight)
             loaded.append(f'features.{name}.weight')
-            bias = state.get(source + '.bias')
             if bias is not None and conv.bias is not None:
                 conv.bias.copy_(bias)
                 loaded.append(f'features.{name}.bias')
