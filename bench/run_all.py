@@ -35,6 +35,7 @@ SCRIPT_RUNS = {
 NEEDS = {
     'input_pipeline': (FAST_CACHE, 'pitch-sim cache --preprocess fast'),
     'data_leak_check': (FAST_CACHE, 'pitch-sim cache --preprocess fast'),
+    'network_leak_check': (FAST_CACHE, 'pitch-sim cache --preprocess fast'),
 }
 RATIO_LINE = re.compile(r'^ratio:\s*(?P<what>.+?)\s*=\s*(?P<value>[-0-9.eE+]+)x\s*$')
 SECTION = re.compile(r'<!-- bench:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /bench:(?P=name) -->\n',
