@@ -6,6 +6,7 @@ import math
 from pitch_predictor.models.networks import FAST_CONFIG, FUSIONS, NotStreamableError
 from pitch_predictor.models.registry import (
     build_model, fast_config, list_models, model_config_defaults)
+from pitch_predictor.models.sampling import test_clip_indices
 import pytest
 import torch
 import torch.nn.functional as F
@@ -409,3 +410,109 @@ def test_a_weight_file_of_another_layout_is_refused(tmp_path, torchvision_alexne
             load_imagenet_alexnet(fast, str(tmp_path / file_name))
     with pytest.raises(ValueError, match='no such file'):
         load_imagenet_alexnet(fast, str(tmp_path / 'missing.pt'))
+
+
+# ---------------------------------------------- the motion input (issue 13, item 3c)
+
+def motion_model(name, **overrides):
+    """A fast motion model in eval mode whose BatchNorms are not the identity."""
+    torch.manual_seed(0)
+    model = small(name, motion=True, dropout=0.0, **overrides).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def by_hand(model, clips):
+    """conv1 on [x_t, x_t - x_{t-1}] (zero for t = 0), then the rest: the definition."""
+    difference = torch.cat([torch.zeros_like(clips[:, :1]), clips[:, 1:] - clips[:, :-1]], 1)
+    inputs = torch.cat([clips, difference], dim=2)  # (B, T, 6, S, S)
+    x = model.features(inputs.flatten(0, 1)).unflatten(0, tuple(clips.shape[:2]))
+    for layer in model.recurrent[:-1]:
+        x = layer(x)
+    return model._logits(*model.recurrent[-1].directions(x))
+
+
+def test_motion_is_off_by_default_and_a_config_key():
+    for name in CONVGRUS:
+        assert fast_config(name)['motion'] is False
+        assert model_config_defaults(name)['motion'] is False
+        assert small(name).features[0].in_channels == 3
+    with pytest.raises(TypeError, match='unknown config keys'):  # not a GRU AlexNet option
+        small('gru_alexnet', motion=True)
+
+
+@pytest.mark.parametrize('name', CONVGRUS)
+def test_motion_shapes(name):
+    model = motion_model(name)
+    # conv1 takes image + difference; the backbone is conv1's two linear maps (27x27 at 112).
+    assert tuple(model.features[0].weight.shape) == (32, 6, 11, 11)
+    assert model.feature_shape == (64, 27, 27)
+    assert model.config['motion'] is True
+    with torch.no_grad():
+        assert model.backbone(torch.randn(4, 3, 112, 112)).shape == (4, 64, 27, 27)
+        assert model.encode_frames(torch.randn(4, 3, 112, 112)).shape == (4, 64, 27, 27)
+        assert model(torch.randn(2, 5, 3, 112, 112)).shape == (2, 9)
+
+
+@pytest.mark.parametrize('name', CONVGRUS)
+def test_motion_equals_the_hand_computation(name):
+    model = motion_model(name)
+    clips = torch.randn(2, 5, 3, 112, 112)
+    with torch.no_grad():
+        expected = by_hand(model, clips)
+        feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (2, 5))
+        encoded = model.encode_frames(clips.flatten(0, 1)).unflatten(0, (2, 5))
+        for logits in (model(clips), model.forward_features(feats),
+                       model.forward_encoded(encoded)):
+            assert torch.allclose(logits, expected, atol=1e-5, rtol=1e-5)
+        # The difference matters: the same frames without it give other logits.
+        assert not torch.allclose(model(clips[:, :1].expand(-1, 5, -1, -1, -1)), expected,
+                                  atol=1e-3)
+
+
+def test_motion_first_frame_has_a_zero_difference():
+    model = motion_model('convgru2d_alexnet')
+    clips = torch.randn(2, 4, 3, 112, 112)
+    with torch.no_grad():
+        feats = model._motion_features(model.backbone(clips.flatten(0, 1)).unflatten(0, (2, 4)))
+        first = model.features(torch.cat([clips[:, 0], torch.zeros_like(clips[:, 0])], dim=1))
+        second = model.features(torch.cat([clips[:, 1], clips[:, 1] - clips[:, 0]], dim=1))
+        assert torch.allclose(feats[:, 0], first, atol=1e-5)
+        assert torch.allclose(feats[:, 1], second, atol=1e-5)
+        # A clip of one frame sees no motion: conv1's difference weights play no part.
+        single = model(clips[:, :1])
+        model.features[0].weight[:, 3:].normal_()
+        assert torch.allclose(model(clips[:, :1]), single, atol=1e-5)
+
+
+def test_motion_streaming_equals_the_whole_clip():
+    model = motion_model('convgru1d_alexnet')
+    clips = torch.randn(2, 5, 3, 112, 112)
+    with torch.no_grad():
+        encoded = model.encode_frames(clips.flatten(0, 1)).unflatten(0, (2, 5))
+        state = model.init_state(2)
+        for t in range(5):
+            logits, state = model.step_encoded(encoded[:, t], state)
+            assert torch.allclose(logits, by_hand(model, clips[:, :t + 1]), atol=1e-5)
+    with pytest.raises(NotStreamableError):
+        motion_model('convgru2d_alexnet').init_state(1)
+
+
+def test_motion_test_time_clips_equal_per_clip_forward():
+    from training.evaluate import clip_logits
+    model = motion_model('convgru2d_alexnet')
+    windows = torch.randn(2, 40, 3, 112, 112)
+    with torch.no_grad():
+        logits = clip_logits(model, windows, 2)  # backbone once per frame, then per clip
+        for k, index in enumerate(test_clip_indices(2)):
+            assert torch.allclose(logits[k], by_hand(model, windows[:, index]), atol=1e-5)
+
+
+def test_motion_refuses_imagenet_weights(tmp_path, torchvision_alexnet_file):
+    from pitch_predictor.models.networks import load_imagenet_alexnet
+    model = motion_model('convgru2d_alexnet')
+    with pytest.raises(ValueError, match='6-channel conv1'):
+        load_imagenet_alexnet(model, str(torchvision_alexnet_file))

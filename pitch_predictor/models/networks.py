@@ -18,6 +18,14 @@ Fusions of the last ConvGRU layer's states (bi: forward h_t, backward h^_t):
 - ``mean_flat``: flatten the mean over t of h_t (bi: of (h_t + h^_t) / 2),
 - ``last_avg``: global average pool of the last_flat map,
 - ``flat``: late fusion, the head on every step's flattened state, logits averaged.
+
+The ConvGRU networks' ``motion`` option (an extension, issue 13): every sampled frame's
+input is its normalised image and its difference to the previous sampled frame of the
+clip (zero for the first), 6 channels into conv1. As conv1 is linear, ``W [x_t, x_t -
+x_p] = (W_i + W_d) x_t - W_d x_p``: the ``backbone`` is then conv1's two linear maps of
+the frame alone, ``(W_i + W_d) x_t + b`` and ``W_d x_t`` (cacheable per frame), and
+``forward_features`` forms ``own_t - diff_{t-1}`` (``own_0 - diff_0`` for the first frame)
+over the clip and runs the rest of the per-frame layers, the ConvGRU and the head.
 """
 
 from dataclasses import dataclass, field
@@ -27,6 +35,7 @@ from pitch_predictor.kinect import NUM_BLOCKS
 from pitch_predictor.models.convgru import combine_directions, ConvGRU
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 FUSIONS = ('last_flat', 'mean_flat', 'last_avg', 'flat')
 
@@ -151,13 +160,14 @@ def alexnet_map_size(input_size: int) -> int:
 
 
 def alexnet_layers(channels: Sequence[int], extra_convs: int, negative_slope: float,
-                   lrn: bool, batch_norm: bool = False) -> nn.Sequential:
+                   lrn: bool, batch_norm: bool = False, in_channels: int = 3) -> nn.Sequential:
     """
     Return AlexNet layers 1-5 plus ``extra_convs`` 3x3 convs (layers 6, 7).
 
     ``batch_norm`` (an extension, off in the paper's config) puts a BatchNorm2d between
     every conv and its activation; the conv then has no bias. In eval mode it is a fixed
-    per-channel affine map, so cached per-frame features stay valid.
+    per-channel affine map, so cached per-frame features stay valid. ``in_channels``:
+    conv1's input channels (3; 6 for the ``motion`` input: image and frame difference).
     """
     c1, c2, c3 = channels[:3]
 
@@ -174,7 +184,7 @@ def alexnet_layers(channels: Sequence[int], extra_convs: int, negative_slope: fl
         return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
 
     layers: List[nn.Module] = [
-        *conv(3, c1, 11, stride=4, padding=2), act(), norm(),
+        *conv(in_channels, c1, 11, stride=4, padding=2), act(), norm(),
         nn.MaxPool2d(3, stride=2),
         *conv(c1, c2, 5, padding=2), act(), norm(),
         nn.MaxPool2d(3, stride=2),
@@ -207,13 +217,18 @@ class ConvGRUAlexNet(PitchNet):
 
     ``recurrent``: (hidden channels, bi-directional) per ConvGRU layer; the layers before
     them (up to layer 6) are per-frame convs in the backbone.
+
+    ``motion``: conv1 takes the frame and its difference to the clip's previous sampled
+    frame (see the module doc): ``backbone`` is then conv1's linear part only, ``(N, 3, S,
+    S) -> (N, 2 * c1, m, m)``, and the rest of the per-frame layers run in
+    ``forward_features``, which needs the clip's frames in order.
     """
 
     def __init__(self, *, input_size: int, channels: Sequence[int], fc_sizes: Sequence[int],
                  dropout: float, negative_slope: float, lrn: bool, batch_norm: bool,
                  fusion: str, gru_kernel_size: int, gru_hidden_kernel_size: int,
                  per_position_bias: bool, num_classes: int, recurrent_layers: int,
-                 bidirectional: bool) -> None:
+                 bidirectional: bool, motion: bool = False) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f'unknown fusion {fusion!r}; choose one of {FUSIONS}')
@@ -223,9 +238,15 @@ class ConvGRUAlexNet(PitchNet):
         self.input_size = int(input_size)
         size = alexnet_map_size(self.input_size)
         per_frame = 5 - recurrent_layers  # conv layers 1-3 plus plain layer-6 conv
-        self.features = alexnet_layers(channels, per_frame - 3, negative_slope, lrn, batch_norm)
+        self.motion = bool(motion)
+        self.features = alexnet_layers(channels, per_frame - 3, negative_slope, lrn, batch_norm,
+                                       in_channels=6 if self.motion else 3)
         width = channels[per_frame - 1]
+        self.map_size = size
         self.feature_shape = (width, size, size)
+        if self.motion:
+            conv1_size = (self.input_size + 2 * 2 - 11) // 4 + 1
+            self.feature_shape = (2 * channels[0], conv1_size, conv1_size)
         self.recurrent = nn.ModuleList()
         for hidden in channels[per_frame:]:
             self.recurrent.append(ConvGRU(
@@ -239,8 +260,27 @@ class ConvGRUAlexNet(PitchNet):
                                     negative_slope)
 
     def backbone(self, frames: torch.Tensor) -> torch.Tensor:
-        """Per-frame layers ``(N, 3, S, S) -> (N, C, h, w)``."""
-        return self.features(frames)
+        """Per-frame layers ``(N, 3, S, S) -> (N, C, h, w)`` (``motion``: conv1's linear maps)."""
+        if not self.motion:
+            return self.features(frames)
+        # One conv: output channels [own = (W_i + W_d) x + b, diff = W_d x].
+        conv = self.features[0]
+        image_weight, diff_weight = conv.weight[:, :3], conv.weight[:, 3:]
+        weight = torch.cat([image_weight + diff_weight, diff_weight])
+        bias = None if conv.bias is None else torch.cat([conv.bias, torch.zeros_like(conv.bias)])
+        return F.conv2d(frames, weight, bias, conv.stride, conv.padding)
+
+    def _motion_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """
+        Per-frame features ``(B, T, C, n, n)`` of a motion model from its backbone output.
+
+        ``feats`` ``(B, T, 2 * c1, m, m)``: conv1 of [x_t, x_t - x_{t-1}] is ``own_t -
+        diff_{t-1}``, and ``own_0 - diff_0`` (a zero difference) for the first frame.
+        """
+        own, diff = feats.chunk(2, dim=2)
+        previous = torch.cat([diff[:, :1], diff[:, :-1]], dim=1)
+        x = self.features[1:]((own - previous).flatten(0, 1))
+        return x.unflatten(0, tuple(feats.shape[:2]))
 
     def _fuse_vector(self, last: torch.Tensor) -> torch.Tensor:
         if self.fusion == 'last_avg':
@@ -249,7 +289,7 @@ class ConvGRUAlexNet(PitchNet):
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from backbone features ``(B, T, C, h, w)``."""
-        x = feats
+        x = self._motion_features(feats) if self.motion else feats
         for layer in self.recurrent[:-1]:
             x = layer(x)
         return self._logits(*self.recurrent[-1].directions(x))
@@ -260,11 +300,17 @@ class ConvGRUAlexNet(PitchNet):
 
         ``(N, 3, S, S) -> (N, D * 3K, n, n)`` (:meth:`ConvGRU.frame_gates`): the input
         convolution is most of a decision's work and depends on the frame alone.
+        A ``motion`` model's per-frame part is its :meth:`backbone` (conv1's linear maps):
+        everything after conv1 depends on the clip's previous frame.
         """
+        if self.motion:
+            return self.backbone(frames)
         return self.recurrent[0].frame_gates(self.backbone(frames))
 
     def forward_encoded(self, encoded: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from :meth:`encode_frames` of every clip frame ``(B, T, ...)``."""
+        if self.motion:
+            return self.forward_features(encoded)
         states = self.recurrent[0].directions_from_gates(encoded)
         if len(self.recurrent) == 1:
             return self._logits(*states)
@@ -301,7 +347,7 @@ class ConvGRUAlexNet(PitchNet):
         if not self.streamable:
             raise NotStreamableError(f'{self.name or "this model"} is bi-directional: it needs '
                                      'the whole clip and cannot run one frame at a time')
-        size = self.feature_shape[1]
+        size = self.map_size
         return StreamState(hidden=[layer.initial_state(batch, size, size, device)
                                    for layer in self.recurrent])
 
@@ -311,22 +357,32 @@ class ConvGRUAlexNet(PitchNet):
         Advance by one frame's backbone features ``(B, C, h, w)``.
 
         Returns (logits for the frames seen so far, new state); after T steps the logits
-        equal ``forward_features`` of those T frames.
+        equal ``forward_features`` of those T frames. A ``motion`` model keeps the previous
+        frame's conv1 difference map in ``state.extra``.
         """
         if not self.streamable:
             raise NotStreamableError(f'{self.name or "this model"} is bi-directional')
         x = feat
+        diff = None
+        if self.motion:
+            own, diff = feat.chunk(2, dim=1)
+            x = self.features[1:](own - state.extra.get('motion_previous', diff))
         hidden = []
         for layer, previous in zip(self.recurrent, state.hidden):
             x = layer.step(x, previous)
             hidden.append(x)
-        return self._step_logits(x, hidden, state)
+        logits, new_state = self._step_logits(x, hidden, state)
+        if diff is not None:
+            new_state.extra = {'motion_previous': diff}
+        return logits, new_state
 
     def step_encoded(self, encoded: torch.Tensor, state: StreamState
                      ) -> Tuple[torch.Tensor, StreamState]:
         """:meth:`step_features` from one frame's :meth:`encode_frames` ``(B, 3K, n, n)``."""
         if not self.streamable:
             raise NotStreamableError(f'{self.name or "this model"} is bi-directional')
+        if self.motion:
+            return self.step_features(encoded, state)
         x = self.recurrent[0].step_gates(encoded, state.hidden[0])
         hidden = [x]
         for layer, previous in zip(self.recurrent[1:], state.hidden[1:]):
@@ -483,6 +539,9 @@ def load_imagenet_alexnet(model: nn.Module, path: str) -> List[str]:
     convs than the model's backbone, or of another shape, raises ``ValueError``. Returns
     the names of the filled model parameters (a BatchNorm model's convs have no bias).
     """
+    if getattr(model, 'motion', False):
+        raise ValueError(f'{path}: a motion model has a 6-channel conv1 (image and frame '
+                         'difference); ImageNet AlexNet weights are for 3 channels')
     sources = read_alexnet_convs(path)
     features = getattr(model, 'features', None)
     if features is None:
@@ -515,6 +574,8 @@ def load_imagenet_alexnet(model: nn.Module, path: str) -> List[str]:
 # ------------------------------------------------ the builders (registry.py lists them)
 
 CONVGRU_DEFAULTS = dict(ALEXNET_DEFAULTS)
+# Frame differences as a second input (issue 13): off in the paper's and the fast config.
+CONVGRU_DEFAULTS['motion'] = False
 
 
 def convgru1d_alexnet(**config: Any) -> PitchNet:
