@@ -415,7 +415,7 @@ def test_a_weight_file_of_another_layout_is_refused(tmp_path, torchvision_alexne
 # ---------------------------------------------- the motion input (issue 13, item 3c)
 
 def motion_model(name, **overrides):
-    """A fast motion model in eval mode whose BatchNorms are not the identity."""
+    """Return a fast motion model in eval mode whose BatchNorms are not the identity."""
     torch.manual_seed(0)
     model = small(name, motion=True, dropout=0.0, **overrides).eval()
     for module in model.modules():
@@ -426,7 +426,7 @@ def motion_model(name, **overrides):
 
 
 def by_hand(model, clips):
-    """conv1 on [x_t, x_t - x_{t-1}] (zero for t = 0), then the rest: the definition."""
+    """Return the logits of conv1 on [x_t, x_t - x_{t-1}] (zero for t = 0), then the rest."""
     difference = torch.cat([torch.zeros_like(clips[:, :1]), clips[:, 1:] - clips[:, :-1]], 1)
     inputs = torch.cat([clips, difference], dim=2)  # (B, T, 6, S, S)
     x = model.features(inputs.flatten(0, 1)).unflatten(0, tuple(clips.shape[:2]))

@@ -1,10 +1,13 @@
 """Preprocessing: crop geometry, the test path, the training augmentation."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 from pitch_predictor.models.preprocessing import (
-    crop_frames, fast_preprocess, paper_preprocess, PreprocessConfig, PreprocessError,
-    test_transform, train_transform)
+    CameraIntrinsics, crop_frames, fast_preprocess, joints_inside, paper_preprocess,
+    PreprocessConfig, PreprocessError, skeleton_crop_box, test_transform, train_transform,
+    trial_crop_box)
 import pytest
 import torch
 
@@ -200,3 +203,124 @@ def test_colour_jitter_equals_torchvisions_adjust_functions():
     torch.testing.assert_close(_color_jitter(images, no_hue, rotate_hue=False), without_hue,
                                atol=1e-5, rtol=0)
     torch.testing.assert_close(_color_jitter(images, no_hue), without_hue, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------ the skeleton-guided crop (issue 13, item 3a)
+
+KINECT_360 = CameraIntrinsics.kinect_v2_color(640, 360)
+SKELETON = replace(fast_preprocess(), crop_mode='skeleton')
+
+
+def joints_at(pixels, z=3.0, intrinsics=KINECT_360):
+    """Camera-space points (metres, depth ``z``) that project to ``pixels`` (..., 2)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    x = (intrinsics.cx - pixels[..., 0]) * z / intrinsics.fx
+    y = (intrinsics.cy - pixels[..., 1]) * z / intrinsics.fy
+    return np.stack([x, y, np.full_like(x, z)], -1)
+
+
+def pose(u_range=(300.0, 340.0), v_range=(120.0, 220.0)):
+    """25 joints projecting into the given pixel ranges (corners reached exactly)."""
+    u = np.linspace(*u_range, 25)
+    v = np.linspace(*v_range, 25)[::-1]
+    return joints_at(np.stack([u, v], -1))
+
+
+def test_kinect_intrinsics_match_the_simulators_camera():
+    from pitch_predictor.models.preprocessing import KINECT_V2_COLOR_FOCAL
+    from pitch_predictor.sim.render import Camera, KINECT_COLOR_FOCAL
+    assert KINECT_V2_COLOR_FOCAL == KINECT_COLOR_FOCAL
+    assert CameraIntrinsics(1081.37 / 3, 1081.37 / 3, 319.5, 179.5) == KINECT_360
+    points = np.array([[0.0, 0.0, 2.0], [0.5, 0.2, 2.0], [-0.3, -0.9, 4.0]])
+    camera = Camera(640, 360, (0.0, 1.0, -4.0), (0.0, 1.0, 0.0))
+    assert np.allclose(KINECT_360.project(points), camera.project(points), atol=1e-9)
+    fx = 1081.37 / 3
+    assert np.allclose(KINECT_360.project(points[1]), [319.5 - fx * 0.25, 179.5 - fx * 0.1])
+    # Not tracked (NaN) or behind the camera: no pixel.
+    assert np.isnan(KINECT_360.project([[np.nan, 0, 2], [0, 0, -1], [0, 0, 0]])).all()
+
+
+def test_skeleton_box_exact():
+    # Height 100 px: side 1.5 x 100 = 150; centre (320 + 0.05 x 100, 170 - 0.05 x 100) =
+    # (325, 165); x0 = 325 - 149 / 2 = 250.5 -> 251, y0 = 165 - 74.5 = 90.5 -> 91.
+    assert skeleton_crop_box(pose(), 640, 360, KINECT_360, SKELETON) == (251, 91, 150)
+    # Scale and offset are the config's: side 200 centred on (320, 170), x0 = 320 - 99.5
+    # = 220.5 -> 221, y0 = 170 - 99.5 -> 71 (halves round up).
+    plain = replace(SKELETON, skeleton_scale=2.0, skeleton_offset=(0.0, 0.0))
+    assert skeleton_crop_box(pose(), 640, 360, KINECT_360, plain) == (221, 71, 200)
+    # Another camera: the intrinsics are a parameter (here twice the focal length, the
+    # same pixel positions of points twice as far).
+    other = CameraIntrinsics(2 * KINECT_360.fx, 2 * KINECT_360.fy, 319.5, 179.5)
+    far = joints_at(np.stack([np.linspace(300, 340, 25), np.linspace(220, 120, 25)], -1),
+                    z=6.0, intrinsics=other)
+    assert skeleton_crop_box(far, 640, 360, other, SKELETON) == (251, 91, 150)
+
+
+def test_skeleton_box_from_the_rest_frames_median_and_missing_joints():
+    frames = np.stack([pose()] * 5)
+    frames[2] += [0.5, 0.0, 0.0]  # one frame far off: the per-joint median ignores it
+    frames[0, 3:10] = np.nan  # untracked joints in some frames
+    assert skeleton_crop_box(frames, 640, 360, KINECT_360, SKELETON) == (251, 91, 150)
+    # Only two joints left, the top and bottom ones: the same height and centre line.
+    two = np.full((25, 3), np.nan)
+    two[[0, 24]] = pose()[[0, 24]]
+    assert skeleton_crop_box(two, 640, 360, KINECT_360, SKELETON) == (251, 91, 150)
+    one = np.full((25, 3), np.nan)
+    one[0] = pose()[0]
+    assert skeleton_crop_box(one, 640, 360, KINECT_360, SKELETON) is None
+    assert skeleton_crop_box(np.full((5, 25, 3), np.nan), 640, 360, KINECT_360,
+                             SKELETON) is None
+
+
+def test_skeleton_box_stays_inside_the_frame():
+    # A pitcher at the left edge: the box is moved right to x0 = 0.
+    assert skeleton_crop_box(pose((5.0, 45.0)), 640, 360, KINECT_360, SKELETON) == (0, 91, 150)
+    # Near the bottom: moved up to y0 = 360 - 150.
+    assert skeleton_crop_box(pose(v_range=(250.0, 350.0)), 640, 360, KINECT_360,
+                             SKELETON) == (251, 210, 150)
+    # Taller than the frame allows: side capped at the frame height 360; centre u = 320 +
+    # 0.05 x 300 = 335, x0 = 335 - 179.5 = 155.5 -> 156; y0 clamped to 0.
+    assert skeleton_crop_box(pose(v_range=(0.0, 300.0)), 640, 360, KINECT_360,
+                             SKELETON) == (156, 0, 360)
+
+
+def test_trial_box_falls_back_to_the_centre_crop():
+    trial = np.stack([pose()] * 90)
+    assert trial_crop_box(trial, 640, 360, SKELETON) == ((251, 91, 150), True)
+    # The rest pose is the first 5 frames: a missing skeleton there means the centre crop.
+    trial[:5] = np.nan
+    assert trial_crop_box(trial, 640, 360, SKELETON) == ((200, 60, 240), False)
+    # The centre mode never looks at the joints.
+    assert trial_crop_box(np.stack([pose()] * 90), 640, 360, fast_preprocess()) == (
+        (200, 60, 240), False)
+
+
+def test_joints_inside_counts_the_box_exactly():
+    box = (251, 91, 150)  # covers pixel centres 251..400 and 91..240
+    points = joints_at([[250.5, 100.0], [400.49, 100.0], [400.5, 100.0], [300.0, 90.4]])
+    points = np.concatenate([points, [[np.nan, 0.0, 1.0]]])
+    assert joints_inside(points, box, KINECT_360) == (2, 4)
+
+
+def test_crop_frames_with_a_box_and_the_skeleton_mode_needs_one():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 360, 640, 3), dtype=np.uint8)
+    crops = crop_frames(frames, SKELETON, (251, 91, 150))
+    assert crops.shape == (2, 120, 120, 3)
+    expected = cv2.resize(frames[1, 91:241, 251:401], (120, 120), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(crops[1], expected)
+    at_stored = replace(SKELETON, stored_size=150)
+    assert np.array_equal(crop_frames(frames, at_stored, (251, 91, 150)),
+                          frames[:, 91:241, 251:401])
+    with pytest.raises(PreprocessError, match="crop_mode 'skeleton'"):
+        crop_frames(frames, SKELETON)
+    with pytest.raises(PreprocessError, match='not inside'):
+        crop_frames(frames, SKELETON, (600, 0, 150))
+    with pytest.raises(PreprocessError, match='crop_mode'):
+        replace(SKELETON, crop_mode='person')
+    # The centre crop is unchanged, and old configs (no crop fields) still load.
+    assert np.array_equal(crop_frames(frames, fast_preprocess()),
+                          crop_frames(frames, fast_preprocess(), (200, 60, 240)))
+    old = {k: v for k, v in fast_preprocess().to_dict().items()
+           if not k.startswith(('crop_mode', 'skeleton_'))}
+    assert PreprocessConfig.from_dict(old) == fast_preprocess()
+    assert PreprocessConfig.from_dict(SKELETON.to_dict()) == SKELETON

@@ -13,7 +13,9 @@ Folder contents (``np.load(..., mmap_mode='r')``)::
     true_start.npy    (N,) int64               synthetic motion onset, -1 for real data
     start.npy         (N,) int64               detected start (the action window)
     start_found.npy   (N,) bool                False: the detector found none (fallback)
-    meta.json         participant_names, trial_ids, preprocess, detector, source
+    crop_box.npy      (N, 3) int64             (x0, y0, side) of each trial's crop in its
+                                               camera frames (caches built since issue 13)
+    meta.json         participant_names, trial_ids, preprocess, detector, source, crop
 
 ``start`` is the paper's start frame (Section IV-A) found by
 :func:`pitch_predictor.window.trial_start` on the stored crops and joints: the detector,
@@ -23,6 +25,13 @@ False).
 A cache built from a miss set (``pitch-sim cache --source data/synthetic/layout_miss``)
 has the same arrays: ``labels`` are the actual blocks - 1, ``intended`` the blocks aimed
 at, so a model can be scored against both.
+
+The crop (``preprocess.crop_mode``): 'centre', the paper's fixed centre square, or
+'skeleton', one square per trial around the pitcher from its rest pose
+(:func:`pitch_predictor.models.preprocessing.trial_crop_box`, centre crop when a trial
+has no skeleton there). ``meta['crop']`` records the mode, the intrinsics, how many
+trials fell back to the centre crop and the fraction of all joints of all frames that
+project inside their trial's box (the throw must stay inside).
 """
 
 from dataclasses import asdict
@@ -77,6 +86,8 @@ class TrialCache:
             if len(getattr(self, name)) != n:
                 raise CacheError(f'{self.folder / (name + ".npy")}: {len(getattr(self, name))} '
                                  f'rows, labels.npy has {n}')
+        boxes = self.folder / 'crop_box.npy'  # optional: caches built before issue 13 lack it
+        self.crop_box = np.load(boxes) if boxes.exists() else None
         from pitch_predictor.models.preprocessing import PreprocessConfig
         self.preprocess = PreprocessConfig.from_dict(self.meta['preprocess'])
         self.participant_names: List[str] = list(self.meta['participant_names'])
@@ -135,11 +146,17 @@ def lopo_splits(cache: TrialCache) -> List[Tuple[str, np.ndarray, np.ndarray]]:
     return folds
 
 
-def _crop_trial(args: Tuple['CacheTrial', object]) -> Tuple[np.ndarray, np.ndarray, int]:
-    from pitch_predictor.models.preprocessing import crop_frames
-    trial, preprocess = args
+def _crop_trial(args: Tuple['CacheTrial', object, object]) -> Tuple[
+        np.ndarray, np.ndarray, int, Tuple[int, int, int], bool, Tuple[int, int]]:
+    from pitch_predictor.models.preprocessing import (
+        CameraIntrinsics, crop_frames, joints_inside, trial_crop_box)
+    trial, preprocess, intrinsics = args
     frames, joints, true_start = trial.load()
-    return crop_frames(frames, preprocess), joints, true_start
+    height, width = frames.shape[1:3]
+    intrinsics = intrinsics or CameraIntrinsics.kinect_v2_color(width, height)
+    box, from_skeleton = trial_crop_box(joints, width, height, preprocess, intrinsics)
+    return (crop_frames(frames, preprocess, box), joints, true_start, box, from_skeleton,
+            joints_inside(joints, box, intrinsics))
 
 
 def _pool_map(func, jobs: Sequence, workers: int) -> Iterable:
@@ -178,7 +195,7 @@ class CacheTrial(Protocol):
 def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preprocess, *,
                 source: Optional[Dict[str, Any]] = None,
                 detector: Optional[StartDetectorConfig] = None, workers: int = 2,
-                progress: bool = True) -> TrialCache:
+                progress: bool = True, intrinsics: Any = None) -> TrialCache:
     """
     Build a cache in ``out_dir`` of ``trials``, one row each, in the order given.
 
@@ -187,7 +204,10 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
     block, trial index. ``source``: plain data describing where they come from (stored in
     ``meta.json``: ``data.layout.layout_source(root)``, or the generator's config).
     ``preprocess``: a ``PreprocessConfig``; frames go through its ``crop_frames``, in
-    ``workers`` processes. Writes into a temporary folder and renames it at the end, so a
+    ``workers`` processes, cropped to ``trial_crop_box`` (the centre square, or with
+    ``crop_mode='skeleton'`` a box around the pitcher from the joints projected with
+    ``intrinsics``, a ``CameraIntrinsics``; default: the Kinect V2 colour camera's at the
+    frames' size). Writes into a temporary folder and renames it at the end, so a
     half-built cache is never mistaken for a good one.
     """
     from tqdm import tqdm
@@ -212,10 +232,15 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
     true_start = np.full(n, -1, np.int64)
     start = np.zeros(n, np.int64)
     found = np.zeros(n, bool)
+    boxes = np.zeros((n, 3), np.int64)
+    from_skeleton = np.zeros(n, bool)
+    inside = np.zeros((n, 2), np.int64)  # joints inside the box, joints that project
     bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=not progress)
-    jobs = [(t, preprocess) for t in trials]
-    for i, (crops, trial_joints, onset) in enumerate(_pool_map(_crop_trial, jobs, workers)):
+    jobs = [(t, preprocess, intrinsics) for t in trials]
+    for i, (crops, trial_joints, onset, box, skeleton, counts) in enumerate(
+            _pool_map(_crop_trial, jobs, workers)):
         frames[i], joints[i] = crops, trial_joints
+        boxes[i], from_skeleton[i], inside[i] = box, skeleton, counts
         true_start[i] = -1 if onset is None else int(onset)
         start[i], found[i] = trial_start(crops, trial_joints, detector)
         bar.update(1)
@@ -230,6 +255,23 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
     np.save(tmp / 'true_start.npy', true_start)
     np.save(tmp / 'start.npy', start)
     np.save(tmp / 'start_found.npy', found)
+    np.save(tmp / 'crop_box.npy', boxes)
+    tracked = inside[:, 1] > 0  # trials with joints to count
+    per_trial = inside[tracked, 0] / inside[tracked, 1]
+    crop = {
+        'mode': preprocess.crop_mode,
+        'intrinsics': None if intrinsics is None else asdict(intrinsics),
+        'intrinsics_default': 'Kinect V2 colour, nominal, scaled to the frame size',
+        'skeleton_boxes': int(from_skeleton.sum()),
+        'centre_fallbacks': int((~from_skeleton).sum()) if preprocess.crop_mode == 'skeleton'
+        else 0,
+        'joints_inside': float(inside[:, 0].sum() / max(1, inside[:, 1].sum())),
+        # Over the trials with a skeleton (the others have no joints to count).
+        'trials_all_joints_inside': float(np.mean(per_trial == 1.0)) if tracked.any() else None,
+        'worst_trial_joints_inside': float(per_trial.min()) if tracked.any() else None,
+        'side_px': [int(boxes[:, 2].min()), int(np.median(boxes[:, 2])),
+                    int(boxes[:, 2].max())],
+    }
     meta = {
         'format_version': FORMAT_VERSION,
         'participant_names': names,
@@ -238,6 +280,7 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
         else asdict(preprocess),
         'detector': asdict(detector),
         'source': dict(source or {}),
+        'crop': crop,
     }
     (tmp / 'meta.json').write_text(json.dumps(meta, indent=1))
     if out_dir.exists():

@@ -18,9 +18,17 @@ Kinect's 1920x1080): a 240x240 centre crop of the 640x360 frame (``frame_height=
 ``crop_size=240``), i.e. the central 720x720 of the 1080p image, whatever size the camera
 delivers; random 235x235 crop, 224x224 network input. The fast configuration takes the
 same field of view, stores it at 120x120 and feeds 112x112 to the network.
+
+Skeleton-guided crop (``crop_mode='skeleton'``, issue 13): instead of the fixed centre
+square, one square per trial around the pitcher, decided from the rest pose before the
+motion (:func:`skeleton_crop_box`: the joints projected into the colour image with the
+camera's :class:`CameraIntrinsics`, the box sized from the person's projected height),
+fixed over the trial, and the centre crop when there is no skeleton
+(:func:`trial_crop_box`, used by the cache builder; the node does not compute it yet).
 """
 
 from dataclasses import asdict, dataclass, fields
+import math
 from typing import Any, Mapping, Optional, Tuple, Union
 
 import cv2
@@ -32,6 +40,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
 _LUMA = (0.2989, 0.587, 0.114)
+CROP_MODES = ('centre', 'skeleton')
+# Kinect V2 colour camera, nominal: fx = fy = 1081.37 px at 1920x1080, principal point at
+# the image centre (the simulator's camera, pitch_predictor.sim.render.KINECT_COLOR_FOCAL).
+KINECT_V2_COLOR_HEIGHT = 1080
+KINECT_V2_COLOR_FOCAL = 1081.37
+# Frames of a trial's start taken as the rest pose by trial_crop_box (the pitcher stands
+# still for at least the detector's first frames: the onset is never before frame 9).
+REST_FRAMES = 5
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -54,6 +70,14 @@ class PreprocessConfig:
     ``train_crop_fraction``: random crop side / stored side during training (235/240).
     ``jitter``: (brightness, contrast, saturation, hue) ranges as torchvision ColorJitter.
     ``mean``, ``std``: per-channel normalisation of [0, 1] RGB.
+    ``crop_mode``: 'centre' (the paper's fixed centre square) or 'skeleton' (one square
+    per trial around the pitcher: :func:`skeleton_crop_box`; ``frame_height`` and
+    ``crop_size`` then only give the fallback when there is no skeleton).
+    ``skeleton_scale``: the skeleton box's side / the rest pose's projected height.
+    ``skeleton_offset``: (right, down) shift of the box centre from the centre of the rest
+    pose's projected joints, in units of that height (the throw steps forward and raises
+    the arm: the default keeps every joint of every trial of the default synthetic set
+    inside, with a margin of 0.06 heights for the body's outline).
     """
 
     frame_height: int = 360
@@ -64,12 +88,23 @@ class PreprocessConfig:
     jitter: Tuple[float, float, float, float] = (0.5, 0.5, 0.5, 0.1)
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
+    crop_mode: str = 'centre'
+    skeleton_scale: float = 1.5
+    skeleton_offset: Tuple[float, float] = (0.05, -0.05)
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and check the values are usable."""
         self.jitter = tuple(float(v) for v in self.jitter)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        self.skeleton_offset = tuple(float(v) for v in self.skeleton_offset)
+        self.skeleton_scale = float(self.skeleton_scale)
+        if self.crop_mode not in CROP_MODES:
+            raise PreprocessError(f'PreprocessConfig.crop_mode must be one of {CROP_MODES}, '
+                                  f'got {self.crop_mode!r}')
+        if self.skeleton_scale <= 0 or len(self.skeleton_offset) != 2:
+            raise PreprocessError('PreprocessConfig: skeleton_scale must be > 0 and '
+                                  'skeleton_offset hold 2 values')
         for name in ('frame_height', 'crop_size', 'stored_size', 'output_size'):
             if int(getattr(self, name)) <= 0:
                 raise PreprocessError(f'PreprocessConfig.{name} must be > 0')
@@ -123,6 +158,120 @@ def crop_box(width: int, height: int, cfg: PreprocessConfig) -> Tuple[int, int, 
     return (width - side) // 2, (height - side) // 2, side
 
 
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """
+    Pinhole intrinsics of the colour image (pixels), for Kinect camera-space points.
+
+    Kinect camera space: metres, x to the sensor's left, y up, z away from the sensor, so
+    ``u = cx - fx x / z`` and ``v = cy - fy y / z`` (pixel centres at integer coordinates).
+    On a real Kinect the colour camera sits beside the depth camera; there the SDK's
+    coordinate mapper (``MapCameraPointToColorSpace``) is the exact projection, and these
+    intrinsics (or the calibrated ones) its pinhole approximation.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def kinect_v2_color(cls, width: int, height: int) -> 'CameraIntrinsics':
+        """Return the Kinect V2 colour camera's nominal intrinsics scaled to ``height``."""
+        focal = KINECT_V2_COLOR_FOCAL * height / KINECT_V2_COLOR_HEIGHT
+        return cls(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """
+        Project camera-space points ``(..., 3)`` to pixels ``(..., 2)``, float64.
+
+        Points with a NaN coordinate or not in front of the camera (z <= 0) give NaN.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            z = np.where(np.isfinite(points).all(axis=-1) & (z > 0), z, np.nan)
+            return np.stack([self.cx - self.fx * x / z, self.cy - self.fy * y / z], -1)
+
+
+def _round(value: float) -> int:
+    """Round half up (not to even): box corners and sides then have exact expectations."""
+    return int(math.floor(value + 0.5))
+
+
+def skeleton_crop_box(rest_joints: np.ndarray, width: int, height: int,
+                      intrinsics: CameraIntrinsics, cfg: PreprocessConfig
+                      ) -> Optional[Tuple[int, int, int]]:
+    """
+    Return ``(x0, y0, side)`` of the square around the pitcher, None without a skeleton.
+
+    ``rest_joints``: ``(K, 25, 3)`` (or one ``(25, 3)``) camera-space joints of frames at
+    rest, before the motion; NaN joints (not tracked) are ignored. Their projections
+    (:meth:`CameraIntrinsics.project`) are reduced to one pose, the per-joint median over
+    the K frames; the person's projected height ``h`` is its vertical extent. The side is
+    ``round(skeleton_scale * h)`` (at most the frame's shorter side), the centre is the
+    centre of the pose's bounding box shifted by ``skeleton_offset * h``, and the box is
+    moved inside the ``width`` x ``height`` frame where it would stick out. None when
+    fewer than two joints project, or they span no height.
+    """
+    joints = np.asarray(rest_joints, dtype=np.float64)
+    if joints.ndim == 2:
+        joints = joints[None]
+    if joints.ndim != 3 or joints.shape[-1] != 3:
+        raise PreprocessError(f'skeleton_crop_box expects joints (K, J, 3), got {joints.shape}')
+    uv = intrinsics.project(joints)
+    valid = np.isfinite(uv).all(axis=-1)  # (K, J)
+    seen = valid.any(axis=0)
+    if seen.sum() < 2:
+        return None
+    pose = np.stack([np.median(uv[valid[:, j], j], axis=0) for j in np.flatnonzero(seen)])
+    u, v = pose[:, 0], pose[:, 1]
+    tall = float(v.max() - v.min())
+    if tall <= 0:
+        return None
+    side = max(1, min(_round(cfg.skeleton_scale * tall), width, height))
+    centre_u = (u.min() + u.max()) / 2.0 + cfg.skeleton_offset[0] * tall
+    centre_v = (v.min() + v.max()) / 2.0 + cfg.skeleton_offset[1] * tall
+    # Pixel i covers [i - 1/2, i + 1/2): the box x0 .. x0 + side - 1 is centred on
+    # x0 + (side - 1) / 2.
+    x0 = min(max(_round(centre_u - (side - 1) / 2.0), 0), width - side)
+    y0 = min(max(_round(centre_v - (side - 1) / 2.0), 0), height - side)
+    return x0, y0, side
+
+
+def trial_crop_box(joints: np.ndarray, width: int, height: int, cfg: PreprocessConfig,
+                   intrinsics: Optional[CameraIntrinsics] = None,
+                   rest_frames: int = REST_FRAMES) -> Tuple[Tuple[int, int, int], bool]:
+    """
+    Return (the crop box of a trial, whether it came from the skeleton).
+
+    ``crop_mode='centre'``: :func:`crop_box`. ``'skeleton'``: :func:`skeleton_crop_box` of
+    the trial's first ``rest_frames`` frames of ``joints`` ``(T, 25, 3)`` (the rest pose),
+    with ``intrinsics`` (default: the Kinect V2 colour camera's at this frame size), and
+    the centre crop when those frames hold no skeleton.
+    """
+    if cfg.crop_mode == 'skeleton':
+        intrinsics = intrinsics or CameraIntrinsics.kinect_v2_color(width, height)
+        box = skeleton_crop_box(np.asarray(joints)[:rest_frames], width, height, intrinsics,
+                                cfg)
+        if box is not None:
+            return box, True
+    return crop_box(width, height, cfg), False
+
+
+def joints_inside(joints: np.ndarray, box: Tuple[int, int, int],
+                  intrinsics: CameraIntrinsics) -> Tuple[int, int]:
+    """Return (joints projecting inside ``box``, joints that project) of ``(..., 3)``."""
+    uv = intrinsics.project(joints)
+    valid = np.isfinite(uv).all(axis=-1)
+    x0, y0, side = box
+    u, v = uv[..., 0], uv[..., 1]
+    with np.errstate(invalid='ignore'):
+        inside = valid & (u >= x0 - 0.5) & (u < x0 + side - 0.5) & (v >= y0 - 0.5) \
+            & (v < y0 + side - 0.5)
+    return int(inside.sum()), int(valid.sum())
+
+
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     # INTER_AREA averages source pixels when shrinking (no aliasing); it is blocky when
     # enlarging, where INTER_LINEAR is the better choice.
@@ -131,14 +280,17 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def crop_frames(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def crop_frames(frames: np.ndarray, cfg: PreprocessConfig,
+                box: Optional[Tuple[int, int, int]] = None) -> np.ndarray:
     """
     Crop camera frames to the stored square crops.
 
     ``frames``: RGB uint8 ``(N, H, W, 3)`` or a single ``(H, W, 3)`` frame, any size.
     Returns uint8 ``(N, stored_size, stored_size, 3)`` (N = 1 for a single frame): the
-    centre square of :func:`crop_box`, resized to ``stored_size`` with ``cv2.INTER_AREA``
-    (one resize of the crop only: the rest of the frame is never touched).
+    square ``box`` ``(x0, y0, side)`` (default: the centre square of :func:`crop_box`),
+    resized to ``stored_size`` with ``cv2.INTER_AREA`` (one resize of the crop only: the
+    rest of the frame is never touched). ``crop_mode='skeleton'`` needs the trial's
+    ``box`` (:func:`trial_crop_box`): without it this raises :class:`PreprocessError`.
     """
     frames = np.asarray(frames)
     if frames.ndim == 3:
@@ -149,7 +301,17 @@ def crop_frames(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise PreprocessError(f'crop_frames expects uint8 frames, got {frames.dtype}')
     n, height, width = frames.shape[:3]
-    x0, y0, side = crop_box(width, height, cfg)
+    if box is None:
+        if cfg.crop_mode == 'skeleton':
+            raise PreprocessError(
+                "crop_mode 'skeleton' crops each trial around its pitcher: pass the trial's "
+                'box (preprocessing.trial_crop_box); a centre crop would not be what the '
+                'model was trained on')
+        box = crop_box(width, height, cfg)
+    x0, y0, side = (int(v) for v in box)
+    if side <= 0 or x0 < 0 or y0 < 0 or x0 + side > width or y0 + side > height:
+        raise PreprocessError(f'crop box {tuple(box)} (x0, y0, side) is not inside the '
+                              f'{width}x{height} frame')
     crops = frames[:, y0:y0 + side, x0:x0 + side]
     if side == cfg.stored_size:
         return np.ascontiguousarray(crops)

@@ -9,6 +9,8 @@ from the repository root, where ``/data/`` is git-ignored)::
     pitch-sim cache --preprocess fast     # -> data/synthetic/cache_fast (120 px crops)
     pitch-sim cache --preprocess paper    # -> data/synthetic/cache_paper (240 px crops)
     pitch-sim cache --source data/synthetic/layout_miss --out data/synthetic/cache_fast_miss
+    pitch-sim cache --crop skeleton --workers 1   # -> data/synthetic/cache_fast_skelcrop
+    pitch-sim cache --stored-size 170             # -> data/synthetic/cache_fast_170px
     pitch-sim bag --out data/synthetic/bags/stream.mcap --trials-per-block 2 --seed 123
     pitch-sim bag --miss --out data/synthetic/bags/miss.mcap   # the misses of that plan
 
@@ -105,11 +107,28 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Build a memory-mapped training cache from a layout or straight from the generator."""
     from pitch_predictor.data.cache import build_cache
     from pitch_predictor.data.layout import layout_source, scan_dataset
-    from pitch_predictor.models.preprocessing import fast_preprocess, paper_preprocess
+    from pitch_predictor.models.preprocessing import (
+        CameraIntrinsics, fast_preprocess, paper_preprocess)
     from pitch_predictor.sim.generator import config_dict, planned_trials
 
     preprocess = fast_preprocess() if args.preprocess == 'fast' else paper_preprocess()
-    out = Path(args.out or DEFAULT_ROOT / f'cache_{args.preprocess}')
+    preprocess = replace(preprocess, crop_mode=args.crop)
+    name = f'cache_{args.preprocess}'
+    if args.stored_size:
+        preprocess = replace(preprocess, stored_size=args.stored_size)
+        name += f'_{args.stored_size}px'
+    if args.crop == 'skeleton':
+        name += '_skelcrop'
+    intrinsics = None
+    if args.intrinsics:
+        try:
+            fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(','))
+        except ValueError:
+            print(f'error: --intrinsics wants FX,FY,CX,CY (pixels), got {args.intrinsics!r}',
+                  file=sys.stderr)
+            return 2
+        intrinsics = CameraIntrinsics(fx, fy, cx, cy)
+    out = Path(args.out or DEFAULT_ROOT / name)
     t0 = time.time()
     if args.generate:
         cfg = _sim_config(args)
@@ -117,11 +136,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
         source = {'kind': 'generator', 'pitchsim': config_dict(cfg)}
     else:
         trials, source = scan_dataset(args.source), layout_source(args.source)
-    cache = build_cache(trials, out, preprocess, source=source, workers=args.workers)
+    cache = build_cache(trials, out, preprocess, source=source, workers=args.workers,
+                        intrinsics=intrinsics)
     found = cache.start_found.mean() if len(cache) else 0.0
     summary = {'trials': len(cache), 'folder': str(out), 'seconds': round(time.time() - t0, 1),
                'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found),
-               'misses': int((cache.blocks != cache.intended).sum())}
+               'misses': int((cache.blocks != cache.intended).sum()),
+               'crop': cache.meta['crop']}
     if (cache.true_start >= 0).any():
         import numpy as np
         err = np.abs(np.asarray(cache.start) - np.asarray(cache.true_start))
@@ -190,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument('--out', default=None,
                        help='cache folder (default data/synthetic/cache_<preprocess>)')
     cache.add_argument('--preprocess', choices=('fast', 'paper'), default='fast')
+    cache.add_argument('--crop', choices=('centre', 'skeleton'), default='centre',
+                       help="centre: the paper's fixed centre square; skeleton: one square "
+                            'per trial around the pitcher, from the rest pose projected into '
+                            'the colour image (centre square when there is no skeleton)')
+    cache.add_argument('--intrinsics', default=None, metavar='FX,FY,CX,CY',
+                       help="colour camera intrinsics in pixels at the frames' size, for "
+                            '--crop skeleton (default: the Kinect V2 colour camera, nominal)')
+    cache.add_argument('--stored-size', type=int, default=None,
+                       help="side the crops are stored at (default: the preset's, 120 fast, "
+                            '240 paper)')
     cache.add_argument('--generate', action='store_true',
                        help='render the trials straight from the generator')
     cache.add_argument('--miss', action='store_true',
