@@ -24,7 +24,7 @@ def test_recalibration_fixes_an_overconfident_model_and_keeps_its_blocks(tiny_ca
     source = tmp_path / 'model.pt'
     save_checkpoint(source, model, model_name='skeleton_gru', model_config=model.config,
                     preprocess=load_checkpoint_preprocess(tiny_cache), sampling_method=2,
-                    meta={'temperature': 0.02, 'seed': 0})
+                    meta={'temperature': 0.02, 'seed': 0, 'ece': 0.5})
     out = tmp_path / 'calibrated.pt'
     report = calibrate(source, tiny_cache, out)
     assert report['temperature_before'] == 0.02 and report['trials'] == 36
@@ -32,7 +32,10 @@ def test_recalibration_fixes_an_overconfident_model_and_keeps_its_blocks(tiny_ca
     # towards log 9 (uniform) as T grows and the fitted T sits on a flat minimum.
     assert report['temperature'] > 0.02 and report['nll_after'] < report['nll_before']
     assert load_checkpoint(out).meta['temperature'] == report['temperature']
-    assert load_checkpoint(out).meta['seed'] == 0  # the rest of the meta is kept
+    meta = load_checkpoint(out).meta
+    assert meta['seed'] == 0  # the rest of the meta is kept
+    # The training run's test ECE was measured at the old temperature: moved, not kept.
+    assert 'ece' not in meta and meta['calibration']['test_ece_before'] == 0.5
     before = evaluate_checkpoint(str(source), str(tiny_cache))
     after = evaluate_checkpoint(str(out), str(tiny_cache))
     # Same argmax (accuracy), a lower decision NLL with the new temperature.

@@ -11,7 +11,7 @@ from pathlib import Path
 import sys
 
 import numpy as np
-from pitch_predictor.data.cache import CacheError, TrialCache
+from pitch_predictor.data.cache import TrialCache
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `training` runs from the repo root; it is not installed
 
 from training import train  # noqa: E402
+from training.config import ConfigError  # noqa: E402
 from training.splits import make_split  # noqa: E402
 
 JOINTS = ['model=skeleton_gru', 'model_preset=fast', 'sampling=2', 'batch_size=8',
@@ -73,6 +74,26 @@ def test_training_set_draws_every_trial_of_each_part(tiny_cache, extra_cache):
 
 def test_missing_extra_cache_is_a_clear_error(tiny_cache, tmp_path):
     missing = tmp_path / 'nothing_here'
-    with pytest.raises(CacheError, match='nothing_here'):
+    with pytest.raises(ConfigError, match='nothing_here.*pitch-sim cache --generate'):
         train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'run'), *JOINTS,
                     f'extra_train_data={missing}'])
+
+
+def test_pitcher_scaling_report_is_the_mean_and_sd_over_seeds(tmp_path):
+    from training.pitcher_scaling import write_report
+    rows = [{'pitchers': n, 'seed': s, 'train': 0.9, 'validation': 0.8, 'judge': j,
+             'judge_row': j, 'judge_ece': 0.1, 'judge_trials': 162, 'train_seconds': 1.0}
+            for n, s, j in ((0, 0, 0.80), (0, 1, 0.84), (24, 0, 0.90), (24, 1, 0.90))]
+    write_report(rows, tmp_path)
+    table = (tmp_path / 'scaling.md').read_text().splitlines()
+    assert table[2] == '| 0 | 6 | 90.0 ± 0.0 | 80.0 ± 0.0 | 82.0 ± 2.8 | 82.0 ± 2.8 | 0.100 | 2 |'
+    assert table[3].startswith('| 24 | 30 | 90.0 ± 0.0 | 80.0 ± 0.0 | 90.0 ± 0.0 |')
+    assert (tmp_path / 'scaling.png').stat().st_size > 0
+    assert len((tmp_path / 'scaling.csv').read_text().splitlines()) == 5
+
+
+def test_pitcher_scaling_refuses_a_missing_cache(tmp_path, capsys):
+    from training.pitcher_scaling import main
+    with pytest.raises(SystemExit):
+        main(['--extra', str(tmp_path / 'absent'), '--out', str(tmp_path / 'out')])
+    assert 'absent: no such cache' in capsys.readouterr().err

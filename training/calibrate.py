@@ -11,8 +11,11 @@ the training pitchers: on a pitcher the model never met it is then overconfident
 robot meets new people, so its probabilities should be calibrated on pitchers outside
 the training set: e.g. a set generated with another simulator seed (``pitch-sim cache
 --generate --seed 1``), never the test split or a held-out test participant. Only
-``meta['temperature']`` changes (the argmax, and so the accuracy, stays); the meta
-records where it was fitted (``calibration``).
+``meta['temperature']`` changes; the meta records where it was fitted
+(``calibration``), and the training run's test ECE, which held for the old temperature,
+moves to ``calibration['test_ece_before']``. The decision is the argmax of the mean
+softmax over the test clips, so a trial whose clips disagree can change its block: the
+accuracy can move a little too (re-evaluate with ``training.evaluate``).
 """
 
 import argparse
@@ -48,6 +51,8 @@ def calibrate(model_path: Path, data: Path, out: Path) -> Dict[str, Any]:
                            'temperature_before': before,
                            'nll_before': float(clip_nll(logits, labels, before)),
                            'nll_after': float(clip_nll(logits, labels, after))}
+    if 'ece' in meta:  # measured at the old temperature: not this file's ECE any more
+        meta['calibration']['test_ece_before'] = meta.pop('ece')
     save_checkpoint(out, model, model_name=ckpt.model_name, model_config=ckpt.model_config,
                     preprocess=ckpt.preprocess, sampling_method=ckpt.sampling_method,
                     meta=meta)

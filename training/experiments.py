@@ -217,7 +217,9 @@ class Runner:
                    str(self.config_path(row).relative_to(ROOT)), '--out', str(run_dir)]
         if self.args.data:
             command += ['--data', self.args.data]
-        command += [f'seed={seed}', *row.overrides()]
+        # The paper's comparisons: every row on the dataset's own pitchers (the shipped
+        # skeleton recipe adds simulated ones; a key=value override can put them back).
+        command += [f'seed={seed}', 'extra_train_data=', *row.overrides()]
         if row.pretrain:
             command.append(f'pretrained={Path(self.args.pretrained).resolve()}')
         if fold:

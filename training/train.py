@@ -382,6 +382,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed,
                           joint_augment=joint_augment)
     if cfg.extra_train_data:
+        if not Path(cfg.extra_train_data).is_dir():
+            raise ConfigError(
+                f'extra_train_data {cfg.extra_train_data}: no such cache; make it with '
+                f'`pitch-sim cache --generate --preprocess fast --participants 24 --trials 4 '
+                f'--seed 2 --out {cfg.extra_train_data}` (about 10 min, 3.4 GB), or train '
+                f'without it: extra_train_data=""')
         extra = open_cache(cfg.extra_train_data, preprocess if kind != 'joints' else None)
         pitchers = len(extra.participant_names)
         if cfg.extra_train_pitchers:
