@@ -270,3 +270,17 @@ def test_the_torch_free_runtime_modules_import_no_torch():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == 'False'
+
+
+def test_a_skeleton_crop_model_is_refused_with_the_reason(tmp_path):
+    from dataclasses import replace
+    from pitch_predictor.models.checkpoint import save_checkpoint
+    from pitch_predictor.models.preprocessing import fast_preprocess
+    from pitch_predictor.models.registry import build_model, fast_config
+    model = build_model('skeleton_gru', **fast_config('skeleton_gru'))
+    path = tmp_path / 'skelcrop.pt'
+    save_checkpoint(path, model, model_name='skeleton_gru', model_config=model.config,
+                    preprocess=replace(fast_preprocess(), crop_mode='skeleton'),
+                    sampling_method=2, meta={})
+    with pytest.raises(CoreConfigError, match="crop_mode 'skeleton' needs each pitch's crop"):
+        PredictorCore(path)

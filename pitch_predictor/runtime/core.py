@@ -104,6 +104,11 @@ class PredictorCore:
         if self.input_kind not in INPUT_KINDS:
             raise CoreConfigError(f'model {self.checkpoint.model_name} has input_kind '
                                   f'{self.input_kind!r}; the core runs {INPUT_KINDS}')
+        if self.preprocess.crop_mode != 'centre':
+            raise CoreConfigError(
+                f'checkpoint {self.checkpoint.path}: crop_mode {self.preprocess.crop_mode!r} '
+                "needs each pitch's crop box, which the node does not compute yet; run a "
+                "model trained on centre crops (crop_mode 'centre')")
         self.streamable = bool(self.model.streamable)
         try:
             self.temperature = checkpoint_temperature(self.checkpoint.meta)
