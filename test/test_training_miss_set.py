@@ -51,6 +51,16 @@ def joints_run(tiny_cache, tmp_path_factory) -> Path:
     return out
 
 
+
+def predicted_blocks(ckpt, cache: TrialCache) -> np.ndarray:
+    """Return the checkpoint's block (1..9) for every trial of the cache, computed here."""
+    probs = evaluate.predict_trials(build_model_from_checkpoint(ckpt), cache,
+                                    np.arange(len(cache)), 2, ckpt.preprocess,
+                                    torch.device('cpu'),
+                                    temperature=ckpt.meta['temperature'])
+    return probs.argmax(1) + 1
+
+
 def test_evaluate_cli_reports_actual_and_intended(miss_cache, joints_run, tmp_path, capsys):
     report_path = tmp_path / 'miss.json'
     evaluate.main(['--model', str(joints_run / 'model.pt'), '--data', str(miss_cache),
@@ -60,11 +70,7 @@ def test_evaluate_cli_reports_actual_and_intended(miss_cache, joints_run, tmp_pa
     # Recomputed independently from the model's probabilities and the cache's arrays.
     cache = TrialCache(miss_cache)
     ckpt = load_checkpoint(joints_run / 'model.pt')
-    probs = evaluate.predict_trials(build_model_from_checkpoint(ckpt), cache,
-                                    np.arange(len(cache)), 2, ckpt.preprocess,
-                                    torch.device('cpu'),
-                                    temperature=ckpt.meta['temperature'])
-    preds = probs.argmax(1) + 1
+    preds = predicted_blocks(ckpt, cache)
     actual = np.asarray(cache.labels) + 1
     aimed = np.load(miss_cache / 'intended.npy')
     missed = actual != aimed
@@ -87,11 +93,7 @@ def test_train_evaluates_a_miss_set_at_the_end(tiny_cache, miss_cache, tmp_path)
     # The run's own model, evaluated independently on the miss cache.
     cache = TrialCache(miss_cache)
     ckpt = load_checkpoint(tmp_path / 'run' / 'model.pt')
-    probs = evaluate.predict_trials(build_model_from_checkpoint(ckpt), cache,
-                                    np.arange(len(cache)), 2, ckpt.preprocess,
-                                    torch.device('cpu'),
-                                    temperature=ckpt.meta['temperature'])
-    preds = probs.argmax(1) + 1
+    preds = predicted_blocks(ckpt, cache)
     actual = np.asarray(cache.labels) + 1
     assert miss['actual']['accuracy'] == pytest.approx(float((preds == actual).mean()))
     assert miss['intended']['accuracy'] == pytest.approx(

@@ -102,20 +102,10 @@ class TrialSpec:
     hit_point: Tuple[float, float, float]  # pitcher frame
 
 
-@dataclass
-class GeneratedTrial:
-    """A rendered trial: JPEG frames, noisy Kinect joints, and the ground truth."""
+class SpecFields:
+    """The row fields of a trial with a ``spec`` (TrialSpec): id, block, pitcher, rank."""
 
     spec: TrialSpec
-    joints: np.ndarray  # (90, 25, 3) float32, Kinect camera space, with sensor noise
-    jpegs: List[bytes]  # the colour frames as the Kinect delivers them (JPEG)
-    true_start: int  # 0-based first frame in which the pitcher has left the rest pose
-    release_frame: float  # fractional frame index of the ball release
-    release_pos_cam: np.ndarray  # (3,) camera space
-    release_vel_cam: np.ndarray  # (3,) camera space, m/s
-    width: int
-    height: int
-    config: Optional[SimConfig] = None  # the config it was rendered with (walk-backs)
 
     @property
     def trial_id(self) -> str:  # noqa: D102
@@ -132,6 +122,26 @@ class GeneratedTrial:
     @property
     def participant(self) -> str:  # noqa: D102
         return self.spec.person.name
+
+    @property
+    def trial_index(self) -> int:  # noqa: D102
+        return self.spec.trial_index
+
+
+@dataclass
+class GeneratedTrial(SpecFields):
+    """A rendered trial: JPEG frames, noisy Kinect joints, and the ground truth."""
+
+    spec: TrialSpec
+    joints: np.ndarray  # (90, 25, 3) float32, Kinect camera space, with sensor noise
+    jpegs: List[bytes]  # the colour frames as the Kinect delivers them (JPEG)
+    true_start: int  # 0-based first frame in which the pitcher has left the rest pose
+    release_frame: float  # fractional frame index of the ball release
+    release_pos_cam: np.ndarray  # (3,) camera space
+    release_vel_cam: np.ndarray  # (3,) camera space, m/s
+    width: int
+    height: int
+    config: Optional[SimConfig] = None  # the config it was rendered with (walk-backs)
 
     def walk_back(self, next_trial: Optional['GeneratedTrial'] = None,
                   frames: int = WALK_BACK_FRAMES) -> 'WalkBack':
@@ -343,31 +353,12 @@ def plan_dataset(cfg: SimConfig, include_misses: bool = False
 
 
 @dataclass(frozen=True)
-class PlannedTrial:
+class PlannedTrial(SpecFields):
     """A planned trial as ``data.cache.build_cache`` takes it: ``load()`` renders it."""
 
     spec: TrialSpec
     config: SimConfig
 
-    @property
-    def trial_id(self) -> str:  # noqa: D102
-        return self.spec.trial_id
-
-    @property
-    def block(self) -> int:  # noqa: D102
-        return self.spec.block
-
-    @property
-    def intended_block(self) -> int:  # noqa: D102
-        return self.spec.intended_block
-
-    @property
-    def participant(self) -> str:  # noqa: D102
-        return self.spec.person.name
-
-    @property
-    def trial_index(self) -> int:  # noqa: D102
-        return self.spec.trial_index
 
     def load(self) -> Tuple[np.ndarray, np.ndarray, int]:
         """Render the trial; return (RGB frames, joints, true start)."""
