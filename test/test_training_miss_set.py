@@ -51,7 +51,6 @@ def joints_run(tiny_cache, tmp_path_factory) -> Path:
     return out
 
 
-
 def predicted_blocks(ckpt, cache: TrialCache) -> np.ndarray:
     """Return the checkpoint's block (1..9) for every trial of the cache, computed here."""
     probs = evaluate.predict_trials(build_model_from_checkpoint(ckpt), cache,

@@ -359,7 +359,6 @@ class PlannedTrial(SpecFields):
     spec: TrialSpec
     config: SimConfig
 
-
     def load(self) -> Tuple[np.ndarray, np.ndarray, int]:
         """Render the trial; return (RGB frames, joints, true start)."""
         trial = render_trial(self.spec, self.config)
