@@ -49,11 +49,12 @@ def score(run_dir: Path, count: int, seed: int, args: argparse.Namespace) -> Dic
         run([sys.executable, '-m', 'training.evaluate', '--model', str(run_dir / 'model.pt'),
              '--data', args.judge, '--out', str(judged)], run_dir / 'judge.log')
     metrics = json.loads((run_dir / 'metrics.json').read_text())
-    actual = json.loads(judged.read_text())['actual']
+    report = json.loads(judged.read_text())
+    actual = report['actual']
     return {'pitchers': count, 'seed': seed, 'train': metrics['train']['accuracy'],
             'validation': metrics['validation']['accuracy'], 'judge': actual['accuracy'],
             'judge_row': actual['row_accuracy'], 'judge_ece': actual['ece'],
-            'judge_trials': json.loads(judged.read_text())['num_trials'],
+            'judge_trials': report['num_trials'],
             'train_seconds': metrics['train_seconds']}
 
 
