@@ -79,6 +79,21 @@ def test_lopo_split_carves_validation_from_the_other_participants():
         make_split(cache, 'random')
 
 
+def test_lopo_split_with_validation_people_holds_out_whole_participants():
+    cache = fake_cache()
+    split = make_split(cache, 'lopo:P2/P3', val_per_group=1)  # val_per_group is not used
+    assert split.sizes() == {'train': 4 * 90, 'validation': 90, 'test': 90}
+    assert set(cache.participants[split.validation].tolist()) == {3}
+    assert set(cache.participants[split.train].tolist()) == {0, 1, 4, 5}
+    np.testing.assert_array_equal(split.test, make_split(cache, 'lopo:P2').test)
+    two = make_split(cache, 'lopo:P2/P0,P5')
+    assert set(cache.participants[two.validation].tolist()) == {0, 5}
+    assert two.sizes() == {'train': 3 * 90, 'validation': 180, 'test': 90}
+    for bad in ('lopo:P2/P2', 'lopo:P2/P9', 'lopo:P2/P3,P3', 'lopo:P2/'):
+        with pytest.raises(SplitError, match='distinct training participants'):
+            make_split(cache, bad)
+
+
 def test_tiny_cache_split_sizes(tiny_cache):
     # 1 participant x 9 blocks x 4 trials: 2 test, 1 validation, 1 train per block.
     split = make_split(TrialCache(tiny_cache), 'paper')

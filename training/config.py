@@ -58,7 +58,8 @@ class TrainConfig:
     init_rgb: str = ''
     init_joints: str = ''
     # Data: a TrialCache directory (or a dataset the cache is built from) and the split:
-    # 'paper' (8 train / 2 test per participant and block) or 'lopo:<participant>'.
+    # 'paper' (8 train / 2 test per participant and block), 'lopo:<participant>', or
+    # 'lopo:<participant>/<Q>[,<R>...]' (validation = every trial of Q, R: new people).
     data: str = 'data/synthetic/cache_fast'
     split: str = 'paper'
     # Validation (training.splits): this many trials per (participant, block) of the

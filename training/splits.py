@@ -7,6 +7,10 @@ Train / validation / test splits of a TrialCache.
   (``val_seed``, participant, block); train = the rest. 540 trials: 378 / 54 / 108.
 - ``lopo:<P>``: test = every trial of participant P; validation = ``val_per_group`` per
   (participant, block) of the other participants; train = the rest.
+- ``lopo:<P>/<Q>[,<R>...]``: test = every trial of P; validation = every trial of the
+  training participants Q, R, ... (a person-wise validation: the epoch and the
+  temperature are then chosen on people the network never saw, like the test
+  person); train = the other participants. ``val_per_group`` is not used.
 
 Recipes, early stopping and calibration are chosen on validation; the test trials are
 evaluated once, on the final weights.
@@ -67,19 +71,33 @@ def carve_validation(cache: 'TrialCache', pool: np.ndarray, per_group: int,
 
 def make_split(cache: 'TrialCache', split: str, val_per_group: int = 1,
                val_seed: int = 0) -> Split:
-    """Return the :class:`Split` named ``paper`` or ``lopo:<participant>``."""
+    """Return the :class:`Split` named ``paper``, ``lopo:<P>`` or ``lopo:<P>/<Q>,...``."""
+    people = ()
     if split == 'paper':
         rest, test = paper_split(cache)
     elif split.startswith('lopo:'):
-        wanted = split.split(':', 1)[1]
+        wanted, _, held = split.split(':', 1)[1].partition('/')
         folds = {str(p): (tr, te) for p, tr, te in lopo_splits(cache)}
         if wanted not in folds:
             raise SplitError(f'split {split!r}: no participant {wanted!r} in the cache '
                              f'(participants: {sorted(folds)})')
         rest, test = folds[wanted]
+        if held or split.endswith('/'):
+            people = tuple(held.split(','))
+            bad = [q for q in people if q not in folds or q == wanted]
+            if bad or len(set(people)) != len(people):
+                raise SplitError(f'split {split!r}: the validation participants must be '
+                                 f'distinct training participants of the cache, got '
+                                 f'{list(people)} (participants: {sorted(folds)}, test: '
+                                 f'{wanted!r})')
     else:
-        raise SplitError(f'split must be "paper" or "lopo:<participant>", got {split!r}')
+        raise SplitError('split must be "paper", "lopo:<participant>" or '
+                         f'"lopo:<participant>/<validation participants>", got {split!r}')
     rest = np.asarray(rest, dtype=np.int64)
-    validation = carve_validation(cache, rest, val_per_group, val_seed)
+    if people:
+        names = np.asarray([str(n) for n in cache.participant_names])
+        validation = rest[np.isin(names[np.asarray(cache.participants)[rest]], people)]
+    else:
+        validation = carve_validation(cache, rest, val_per_group, val_seed)
     train = np.setdiff1d(rest, validation).astype(np.int64)
     return Split(split, train, validation, np.asarray(test, dtype=np.int64))
