@@ -5,7 +5,8 @@ import math
 from pitch_predictor.kinect import JOINT_INDEX, JOINT_NAMES
 from pitch_predictor.models.joints import (
     centred_joint_features, centred_joint_features_step, FEATURES_PER_JOINT,
-    init_feature_state, select_channels)
+    image_joint_features, image_joint_features_step, init_feature_state, joint_input_width,
+    joint_inputs, joint_inputs_step, select_channels)
 import pytest
 import torch
 
@@ -196,3 +197,70 @@ def test_metric_features_keep_metres_and_drop_only_origin_and_heading():
     for t in range(5):
         frame, state = centred_joint_features_step(big[:, t], state, scaled=False)
         torch.testing.assert_close(frame, metric_big[:, t], atol=1e-6, rtol=1e-6)
+
+
+def image_reference(joints, reference: int = 0) -> torch.Tensor:
+    """Independent numpy-free reference of the image features of one clip ``(T, 25, 3)``."""
+    out = torch.zeros(joints.shape[0], 25, 5)
+    base, top = JOINT_INDEX['SpineBase'], JOINT_INDEX['SpineShoulder']
+    ref = joints[reference]
+    u0, v0 = ref[base, 0] / ref[base, 2], ref[base, 1] / ref[base, 2]
+    torso = math.hypot(ref[top, 0] / ref[top, 2] - u0, ref[top, 1] / ref[top, 2] - v0)
+    previous = None
+    for t in range(reference, joints.shape[0]):
+        for j in range(25):
+            x, y, z = joints[t, j].tolist()
+            if any(math.isnan(c) for c in (x, y, z)) or z <= 0.1:
+                continue
+            u, v = (x / z - u0) / torso, (y / z - v0) / torso
+            out[t, j, 0], out[t, j, 1], out[t, j, 4] = u, v, 1.0
+            if previous is not None and previous[j, 4] == 1.0:
+                out[t, j, 2], out[t, j, 3] = u - previous[j, 0], v - previous[j, 1]
+        previous = out[t]
+    return out
+
+
+def test_image_features_are_the_pinhole_view_in_projected_torso_lengths():
+    joints = to_camera(throw(5), heading=0.6)
+    joints[2, JOINT_INDEX['HandLeft']] = float('nan')
+    joints[3, JOINT_INDEX['FootLeft'], 2] = 0.05  # in front of the sensor's range: missing
+    torch.testing.assert_close(image_joint_features(joints[None])[0], image_reference(joints),
+                               atol=1e-5, rtol=0)
+    # A clip whose first frame has no torso: the reference is frame 1, nothing before it.
+    late = joints.clone()
+    late[0, JOINT_INDEX['SpineShoulder']] = float('nan')
+    torch.testing.assert_close(image_joint_features(late[None])[0],
+                               image_reference(late, reference=1), atol=1e-5, rtol=0)
+
+
+def test_image_features_ignore_depth_along_the_line_of_sight():
+    # Every joint slid along its ray (a camera cannot tell): identical features. The 3D
+    # features see the difference.
+    joints = to_camera(throw(4))
+    slid = joints * torch.linspace(0.8, 1.3, 25)[None, :, None]
+    torch.testing.assert_close(image_joint_features(slid[None]),
+                               image_joint_features(joints[None]), atol=1e-5, rtol=0)
+    assert (centred_joint_features(slid[None]) - centred_joint_features(joints[None])
+            ).abs().max() > 0.05
+
+
+def test_image_features_stream_like_the_clip_and_select_their_channels():
+    joints = torch.stack([to_camera(throw(6)), to_camera(throw(6), heading=0.4)])
+    joints[0, :2] = float('nan')
+    joints[1, 3, 4:9] = float('nan')
+    whole = image_joint_features(joints)
+    state = init_feature_state(2)
+    for t in range(6):
+        frame, state = image_joint_features_step(joints[:, t], state)
+        torch.testing.assert_close(frame, whole[:, t], atol=1e-6, rtol=0)
+    assert joint_input_width('image') == 5 and joint_input_width('image_velocity') == 3
+    torch.testing.assert_close(joint_inputs(joints, 'image_velocity').unflatten(-1, (25, 3)),
+                               whole[..., 2:])
+    streamed, state = [], init_feature_state(2)
+    for t in range(6):
+        step, state = joint_inputs_step(joints[:, t], state, 'image')
+        streamed.append(step)
+    torch.testing.assert_close(torch.stack(streamed, 1), joint_inputs(joints, 'image'),
+                               atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='one frame'):
+        image_joint_features_step(joints, init_feature_state(2))

@@ -43,6 +43,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # Two-stream models: weight of the auxiliary per-branch cross-entropies (0 = off).
     aux_loss_weight: float = 0.0
+    # RGB ConvGRU networks: weight of the pose-supervision loss (training.pose_supervision:
+    # regress every frame's projected joints from its backbone features; 0 = off). Uses
+    # the skeleton at training time only; model.pt is the plain RGB network.
+    pose_loss_weight: float = 0.0
     # Joint augmentation (training.joint_augment.JointAugmentConfig fields, all off by
     # default): scale, rotate_deg, camera_height, camera_tilt_deg, noise_mm, drop_joints,
     # drop_frames, tempo.

@@ -52,6 +52,7 @@ from training.evaluate import decide, evaluate_on_cache, summarize_logits, trial
 from training.joint_augment import JointAugmentConfig
 from training.metrics import fit_temperature, summarize
 from training.plots import plot_confusion, plot_curves
+from training.pose_supervision import make_pose_probe, pose_supervised_loss
 from training.splits import make_split, Split, SplitError
 
 # Keys whose change makes an existing run folder a different run (resume refuses it).
@@ -350,7 +351,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
+    probe = None
+    if cfg.pose_loss_weight > 0:
+        if ddp.enabled:
+            raise ConfigError('pose_loss_weight needs one process (world size '
+                              f'{ddp.world_size})')
+        try:
+            probe = make_pose_probe(model, preprocess.output_size).to(device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    optimizer = make_optimizer(model if probe is None else nn.ModuleList([model, probe]), cfg)
     num_params = sum(p.numel() for p in model.parameters())
 
     start_epoch, history, elapsed_before = 0, [], 0.0
@@ -361,6 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         state = torch.load(state_path, map_location='cpu', weights_only=True)
         check_resumable(state, cfg, state_path)
         model.load_state_dict(state['model'])
+        if probe is not None:
+            probe.load_state_dict(state['pose_probe'])
         optimizer.load_state_dict(state['optimizer'])
         start_epoch, history = int(state['epoch']), list(state['history'])
         elapsed_before = float(state.get('train_seconds', 0.0))
@@ -379,7 +391,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if cfg.aux_loss_weight > 0 and (kind != 'rgb+joints' or ddp.enabled):
         raise ConfigError('aux_loss_weight needs a two-stream model and one process '
                           f'(model {cfg.model} takes {kind}, world size {ddp.world_size})')
-    dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=kind, seed=cfg.seed,
+    # Pose supervision reads the joints of the sampled frames beside the images.
+    train_kind = 'rgb+joints' if probe is not None else kind
+    dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=train_kind, seed=cfg.seed,
                           joint_augment=joint_augment)
     if cfg.extra_train_data:
         if not Path(cfg.extra_train_data).is_dir():
@@ -394,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             pitchers = min(pitchers, cfg.extra_train_pitchers)
         extra_idx = np.flatnonzero(np.asarray(extra.participants) < pitchers)
         dataset = TrainingSet([dataset, ClipDataset(
-            cfg.extra_train_data, extra_idx, cfg.sampling, kind=kind,
+            cfg.extra_train_data, extra_idx, cfg.sampling, kind=train_kind,
             seed=cfg.seed + 7919, joint_augment=joint_augment)])
         log(f'{cfg.extra_train_data}: {len(extra_idx)} extra training trials '
             f'({pitchers} pitchers)')
@@ -440,6 +454,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         collate.set_epoch(epoch)
         t0 = time.perf_counter()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+        pose_sum = 0.0  # pose MSE * n (pose supervision)
         bar = tqdm(loader, desc=f'epoch {epoch + 1}/{cfg.epochs}', disable=quiet,
                    leave=False, dynamic_ncols=True)
         # Time spent blocked on the loader: near 0 when the input pipeline keeps up.
@@ -457,7 +472,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 inputs[0] = augment_batch(inputs[0], trials.tolist(), preprocess, cfg.seed,
                                           epoch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                if cfg.aux_loss_weight > 0:
+                if probe is not None:
+                    logits, loss, pose_mse = pose_supervised_loss(
+                        raw_model, probe, *inputs, labels, cfg.pose_loss_weight,
+                        cfg.label_smoothing)
+                    pose_sum += float(pose_mse) * labels.shape[0]
+                elif cfg.aux_loss_weight > 0:
                     logits, loss = two_stream_loss(raw_model, *inputs, labels, cfg)
                 else:
                     logits = model(*inputs)
@@ -482,6 +502,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                   'train_acc': float(sums[1] / sums[2]), 'epoch_seconds': epoch_seconds,
                   'data_wait_seconds': data_seconds,
                   'lr': optimizer.param_groups[0]['lr'], 'val_loss': None, 'val_acc': None}
+        if probe is not None:
+            record['pose_mse'] = pose_sum / float(sums[2])
         last = epoch + 1 == cfg.epochs
         # flags: out of time (every rank knows), patience spent (rank 0 validates). Every
         # rank takes the same decision, so no rank waits on a collective alone.
@@ -502,14 +524,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             val_text = ('' if record['val_acc'] is None
                         else f' val acc {record["val_acc"]:.3f} (best {best_score[0]:.3f} '
                              f'at epoch {best_epoch})')
-            log(f'epoch {epoch + 1}: loss {record["train_loss"]:.3f} train acc '
+            pose_text = f' pose mse {record["pose_mse"]:.3f}' if probe is not None else ''
+            log(f'epoch {epoch + 1}: loss {record["train_loss"]:.3f}{pose_text} train acc '
                 f'{record["train_acc"]:.3f}{val_text} ({epoch_seconds:.1f} s, '
                 f'{data_seconds:.1f} s waiting for data)')
             torch.save({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
                         'epoch': epoch + 1, 'history': history, 'config': cfg.to_dict(),
                         'train_seconds': train_seconds, 'best_epoch': best_epoch,
                         'best_score': list(best_score) if best_score else None,
-                        'best_model': best_weights}, state_path)
+                        'best_model': best_weights,
+                        'pose_probe': None if probe is None else probe.state_dict()},
+                       state_path)
             plot_curves(history, run_dir / 'curves.png', title=cfg.name)
         if ddp.enabled:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)

@@ -32,6 +32,18 @@ zeros: the models still run and the caller decides what such a window means.
 :func:`centred_joint_features_step` do the same one frame at a time (streaming) and give
 the same values. Both only use ``torch.where`` on NaN, never arithmetic, so no NaN reaches
 the output and the ONNX graph takes NaN joints as they are.
+
+*What the colour camera sees of the joints* (kinds ``'image'`` and ``'image_velocity'``,
+:func:`image_joint_features`): the same joints through a pinhole, without their depth,
+to measure how much of the label a camera's 2D view holds (the ceiling of any image
+network that localises the body perfectly; docs/training.md, "What limits the RGB
+networks"). Per joint: the normalised image coordinates ``(x / z, y / z)`` (camera axes;
+independent of the focal length and the image size) minus the reference frame's
+SpineBase, divided by the reference frame's projected torso length, their change from
+the previous clip frame, and validity (5 values, :data:`IMAGE_FEATURE_NAMES`). A joint
+closer than :data:`MIN_DEPTH` to the sensor counts as missing. Camera-placement
+augmentation (``training/joint_augment.py``) acts on the 3D joints before projection,
+as a camera placed elsewhere would.
 """
 
 from dataclasses import dataclass
@@ -52,6 +64,10 @@ FEATURES_PER_FRAME = NUM_JOINTS * FEATURES_PER_JOINT
 CHANNELS = {'centred': FEATURE_NAMES, 'centred_velocity': ('vx', 'vy', 'vz', 'valid'),
             'metric': FEATURE_NAMES, 'metric_velocity': ('vx', 'vy', 'vz', 'valid')}
 UNSCALED = ('metric', 'metric_velocity')
+
+IMAGE_FEATURE_NAMES = ('u', 'v', 'du', 'dv', 'valid')
+IMAGE_CHANNELS = {'image': IMAGE_FEATURE_NAMES, 'image_velocity': ('du', 'dv', 'valid')}
+MIN_DEPTH = 0.1  # metres: a joint nearer the sensor than this is a tracking failure
 
 SPINE_BASE = JOINT_INDEX['SpineBase']
 SPINE_SHOULDER = JOINT_INDEX['SpineShoulder']
@@ -220,9 +236,13 @@ def select_channels(features: torch.Tensor, kind: str) -> torch.Tensor:
     if kind not in CHANNELS:
         raise ValueError(f'unknown joint feature kind {kind!r}; choose one of '
                          f'{sorted(CHANNELS)}')
-    names = CHANNELS[kind]
-    if len(names) < FEATURES_PER_JOINT:
-        first = FEATURE_NAMES.index(names[0])  # the selections are contiguous
+    return _select(features, FEATURE_NAMES, CHANNELS[kind])
+
+
+def _select(features: torch.Tensor, all_names: Tuple[str, ...], names: Tuple[str, ...]
+            ) -> torch.Tensor:
+    if len(names) < len(all_names):
+        first = all_names.index(names[0])  # the selections are contiguous
         features = features[..., first:first + len(names)]
     return features.flatten(-2)
 
@@ -237,3 +257,104 @@ def spinebase_joint_inputs(joints: torch.Tensor) -> torch.Tensor:
     joints = torch.nan_to_num(joints.float())
     origin = joints[:, :1, SPINE_BASE:SPINE_BASE + 1]
     return (joints - origin).flatten(2)
+
+
+def _project(joints: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return (normalised image coordinates ``(..., 25, 2)`` (0 if invalid), validity)."""
+    joints = joints.float()
+    valid = joint_validity(joints)
+    joints = _zero_missing(joints, valid)
+    depth = joints[..., 2]
+    valid = valid & (depth > MIN_DEPTH)
+    safe = torch.where(valid, depth, torch.ones_like(depth))
+    uv = joints[..., :2] / safe.unsqueeze(-1)
+    return torch.where(valid.unsqueeze(-1), uv, torch.zeros_like(uv)), valid
+
+
+def _image_reference(uv: torch.Tensor, valid: torch.Tensor
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (origin ``(..., 2)``, projected torso length ``(...)``, ok) per skeleton."""
+    origin = uv[..., SPINE_BASE, :]
+    torso = (uv[..., SPINE_SHOULDER, :] - origin).norm(dim=-1)
+    ok = valid[..., SPINE_BASE] & valid[..., SPINE_SHOULDER] & (torso > 1e-3)
+    return origin, torso, ok
+
+
+def _assemble_image(position: torch.Tensor, valid: torch.Tensor, previous: torch.Tensor,
+                    previous_valid: torch.Tensor) -> torch.Tensor:
+    return _assemble(position, valid, previous, previous_valid)[..., [0, 1, 3, 4, 6]]
+
+
+def image_joint_features(joints: torch.Tensor) -> torch.Tensor:
+    """
+    Return what a camera sees of whole clips: ``(B, T, 25, 3) -> (B, T, 25, 5)``.
+
+    See the module docstring (*What the colour camera sees*); NaN-free output. The
+    reference frame is the clip's first frame with SpineBase and SpineShoulder in view.
+    """
+    if joints.dim() != 4 or tuple(joints.shape[2:]) != (NUM_JOINTS, 3):
+        raise ValueError(f'joint features expect joints (B, T, {NUM_JOINTS}, 3), got '
+                         f'{tuple(joints.shape)}')
+    uv, valid = _project(joints)
+    origin, torso, ok = _image_reference(uv, valid)
+    seen = torch.cumsum(ok.to(torch.int64), dim=1)
+    first = (ok & (seen == 1)).to(uv.dtype)
+    origin = (first.unsqueeze(-1) * origin).sum(dim=1, keepdim=True)
+    scale = (first * torso).sum(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    valid = valid & (seen > 0).unsqueeze(-1)
+    flat = torch.zeros_like(uv[..., :1])
+    position = torch.cat([(uv - origin.unsqueeze(-2)) / scale[..., None, None], flat], -1)
+    position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
+    previous = torch.cat([torch.zeros_like(position[:, :1]), position[:, :-1]], dim=1)
+    previous_valid = torch.cat([torch.zeros_like(valid[:, :1]), valid[:, :-1]], dim=1)
+    return _assemble_image(position, valid, previous, previous_valid)
+
+
+def image_joint_features_step(joints: torch.Tensor, state: JointFeatureState
+                              ) -> Tuple[torch.Tensor, JointFeatureState]:
+    """
+    :func:`image_joint_features` one frame at a time: ``(B, 25, 3) -> (B, 25, 5)``.
+
+    The state is a :class:`JointFeatureState`: ``origin[:, :2]`` holds the reference
+    SpineBase's image coordinates, ``position[..., :2]`` the last frame's (third
+    coordinates 0, ``right`` unused).
+    """
+    if joints.dim() != 3 or tuple(joints.shape[1:]) != (NUM_JOINTS, 3):
+        raise ValueError(f'joint features expect one frame (B, {NUM_JOINTS}, 3), got '
+                         f'{tuple(joints.shape)}')
+    uv, valid = _project(joints)
+    origin, torso, ok = _image_reference(uv, valid)
+    origin = torch.cat([origin, torch.zeros_like(origin[:, :1])], -1)
+    take = ok & ~state.found
+    origin = torch.where(take.unsqueeze(-1), origin, state.origin)
+    scale = torch.where(take, torso, state.scale)
+    found = state.found | ok
+    valid = valid & found.unsqueeze(-1)
+    flat = torch.zeros_like(uv[..., :1])
+    position = torch.cat([(uv - origin[:, None, :2]) / scale[:, None, None], flat], -1)
+    position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
+    features = _assemble_image(position, valid, state.position, state.valid)
+    return features, JointFeatureState(found, origin, state.right, scale, position, valid)
+
+
+def joint_inputs(joints: torch.Tensor, kind: str) -> torch.Tensor:
+    """Return GRU inputs ``(B, T, 25 * k)`` of a kind in CHANNELS or IMAGE_CHANNELS."""
+    if kind in IMAGE_CHANNELS:
+        return _select(image_joint_features(joints), IMAGE_FEATURE_NAMES, IMAGE_CHANNELS[kind])
+    return select_channels(centred_joint_features(joints, kind not in UNSCALED), kind)
+
+
+def joint_inputs_step(joints: torch.Tensor, state: JointFeatureState, kind: str
+                      ) -> Tuple[torch.Tensor, JointFeatureState]:
+    """One frame of :func:`joint_inputs`: ``(B, 25, 3) -> (B, 25 * k)`` and the new state."""
+    if kind in IMAGE_CHANNELS:
+        frame, state = image_joint_features_step(joints, state)
+        return _select(frame, IMAGE_FEATURE_NAMES, IMAGE_CHANNELS[kind]), state
+    frame, state = centred_joint_features_step(joints, state, kind not in UNSCALED)
+    return select_channels(frame, kind), state
+
+
+def joint_input_width(kind: str) -> int:
+    """Return the per-joint input count of a feature kind."""
+    return len({**CHANNELS, **IMAGE_CHANNELS}[kind])

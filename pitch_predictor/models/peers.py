@@ -17,15 +17,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pitch_predictor.kinect import NUM_BLOCKS, NUM_JOINTS
 from pitch_predictor.models.joints import (
-    centred_joint_features, centred_joint_features_step, CHANNELS, init_feature_state,
-    select_channels, SPINE_BASE, spinebase_joint_inputs, UNSCALED)
+    CHANNELS, IMAGE_CHANNELS, init_feature_state, joint_input_width, joint_inputs,
+    joint_inputs_step, SPINE_BASE, spinebase_joint_inputs)
 from pitch_predictor.models.networks import PitchNet
 import torch
 from torch import nn
 from torchvision.models.video.resnet import (
     BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple)
 
-JOINT_FEATURES = (*CHANNELS, 'spinebase')
+JOINT_FEATURES = (*CHANNELS, *IMAGE_CHANNELS, 'spinebase')
 
 VIDEO_DEFAULTS = {
     'input_size': 224,
@@ -134,6 +134,9 @@ class SkeletonGRU(PitchNet):
       25 x 4 inputs);
     - ``'metric'``, ``'metric_velocity'``: the same two in metres (origin and heading
       only, no division by the torso length: absolute release height and speed stay);
+    - ``'image'``, ``'image_velocity'``: what the colour camera sees of the joints (their
+      pinhole projection without depth, positions and changes or changes only; an
+      analysis of the RGB networks' ceiling, not a deployment choice);
     - ``'spinebase'`` (the original peer, and what a config without the key means): camera
       axes in metres relative to the first frame's SpineBase, NaN joints as zeros (75).
 
@@ -152,7 +155,7 @@ class SkeletonGRU(PitchNet):
                              f'{features!r}')
         self.joint_features = features
         self.feature_shape = (NUM_JOINTS, 3)
-        per_joint = 3 if features == 'spinebase' else len(CHANNELS[features])
+        per_joint = 3 if features == 'spinebase' else joint_input_width(features)
         inputs = NUM_JOINTS * per_joint
         self.gru = nn.GRU(inputs, hidden, num_layers=layers, batch_first=True,
                           dropout=dropout if layers > 1 else 0.0)
@@ -174,8 +177,7 @@ class SkeletonGRU(PitchNet):
                              f'{tuple(joints.shape)}')
         if self.joint_features == 'spinebase':
             return spinebase_joint_inputs(joints)
-        scaled = self.joint_features not in UNSCALED
-        return select_channels(centred_joint_features(joints, scaled), self.joint_features)
+        return joint_inputs(joints, self.joint_features)
 
     def encode(self, joints: torch.Tensor) -> torch.Tensor:
         """Return the clip's vector ``(B, hidden)``: the GRU's last output."""
@@ -208,9 +210,7 @@ class SkeletonGRU(PitchNet):
         origin = state['origin']
         features = state['features']
         if self.joint_features != 'spinebase':
-            frame, features = centred_joint_features_step(
-                joints, features, self.joint_features not in UNSCALED)
-            inputs = select_channels(frame, self.joint_features)
+            inputs, features = joint_inputs_step(joints, features, self.joint_features)
         else:
             clean = torch.nan_to_num(joints.float())
             if origin is None:
