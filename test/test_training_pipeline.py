@@ -138,3 +138,17 @@ def test_torchrun_two_gloo_ranks_agree(tiny_cache, tmp_path):
     assert metrics['world_size'] == 2
     assert metrics['max_weight_diff_to_rank0'] == [0.0, 0.0]
     assert load_checkpoint(tmp_path / 'ddp' / 'model.pt').model_name == 'convgru2d_alexnet'
+
+
+def test_learning_curves_of_several_runs_in_one_figure(trained_run, tmp_path):
+    import cv2
+    from training import plots
+    out = tmp_path / 'curves.png'
+    assert plots.main(['--runs', str(trained_run), str(trained_run), '--labels', 'a', 'b',
+                       '--out', str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[:2] == (462, 770)  # 7 x 4.2 in at 110 dpi
+    with pytest.raises(SystemExit):
+        plots.main(['--runs', str(tmp_path), '--out', str(out)])  # not a run folder
+    with pytest.raises(SystemExit):
+        plots.main(['--runs', str(trained_run), '--labels', 'a', 'b', '--out', str(out)])

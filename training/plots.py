@@ -1,7 +1,16 @@
-"""Figures of a run and of the experiments (PNG files, no display needed)."""
+"""
+Figures of a run and of the experiments (PNG files, no display needed).
 
+Learning curves of several runs side by side (each run's ``metrics.json`` history):
+
+    .venv/bin/python -m training.plots --runs runs/a runs/b --labels a b --out curves.png
+"""
+
+import argparse
+import json
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -81,3 +90,61 @@ def plot_series(series: Dict[str, Tuple[Sequence[float], Sequence[float], Sequen
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_run_curves(runs: Dict[str, List[Mapping[str, float]]], path: Path,
+                    title: str = '') -> None:
+    """
+    Save the training (dashed) and validation (solid) accuracy of several runs.
+
+    ``runs[label]`` is a run's history (``metrics.json`` ``history``); a run's colour is
+    shared by its two lines and the chosen (best validation) epoch is marked.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, (label, history) in enumerate(runs.items()):
+        colour = f'C{index % 10}'
+        ax.plot([h['epoch'] for h in history], [h['train_acc'] for h in history],
+                linestyle='--', color=colour, linewidth=1)
+        scored = [h for h in history if h.get('val_acc') is not None]
+        if scored:
+            ax.plot([h['epoch'] for h in scored], [h['val_acc'] for h in scored],
+                    color=colour, label=label)
+            best = max(scored, key=lambda h: (h['val_acc'], -h['val_loss'], -h['epoch']))
+            ax.plot([best['epoch']], [best['val_acc']], marker='o', color=colour)
+    ax.axhline(1 / 9, color='grey', linestyle=':', label='chance (9 blocks)')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('accuracy (solid: validation, dashed: training clips)')
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Plot the learning curves of run folders (their metrics.json) into one figure."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--runs', nargs='+', required=True, help='run folders')
+    parser.add_argument('--labels', nargs='*', default=None, help='one per run')
+    parser.add_argument('--title', default='')
+    parser.add_argument('--out', required=True)
+    args = parser.parse_args(argv)
+    labels = args.labels or [Path(run).name for run in args.runs]
+    if len(labels) != len(args.runs):
+        parser.error(f'{len(labels)} labels for {len(args.runs)} runs')
+    runs = {}
+    for label, run in zip(labels, args.runs):
+        metrics = Path(run) / 'metrics.json'
+        if not metrics.is_file():
+            parser.error(f'{run}: no metrics.json (not a finished training run)')
+        runs[label] = json.loads(metrics.read_text())['history']
+    plot_run_curves(runs, Path(args.out), args.title)
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
