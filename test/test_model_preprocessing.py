@@ -324,3 +324,15 @@ def test_crop_frames_with_a_box_and_the_skeleton_mode_needs_one():
            if not k.startswith(('crop_mode', 'skeleton_'))}
     assert PreprocessConfig.from_dict(old) == fast_preprocess()
     assert PreprocessConfig.from_dict(SKELETON.to_dict()) == SKELETON
+
+
+def test_a_cache_stored_larger_records_the_input_size_of_its_models():
+    from pitch_predictor.sim.cli import resized_preprocess
+    resized = resized_preprocess(fast_preprocess(), 170)
+    assert (resized.stored_size, resized.output_size) == (170, 160)
+    assert resized.crop_size == fast_preprocess().crop_size  # same field of view
+    for preset in (fast_preprocess(), paper_preprocess()):
+        same = resized_preprocess(preset, preset.stored_size)
+        assert (same.stored_size, same.output_size) == (preset.stored_size, preset.output_size)
+    assert resized_preprocess(fast_preprocess(), 24).output_size == 16
+    assert resized_preprocess(fast_preprocess(), 12).output_size == 12  # never above stored

@@ -103,6 +103,19 @@ def cmd_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def resized_preprocess(preprocess, stored_size: int):
+    """
+    Return ``preprocess`` with crops stored at ``stored_size`` and its matching input size.
+
+    The network input keeps the preset's input / stored ratio, rounded to a multiple of
+    16 pixels (the presets: 224 of 240, 112 of 120; 170 stored gives 160), so the cache's
+    meta records the input size a model trained on it takes.
+    """
+    ratio = preprocess.output_size / preprocess.stored_size
+    output = max(16, 16 * round(stored_size * ratio / 16))
+    return replace(preprocess, stored_size=stored_size, output_size=min(output, stored_size))
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """Build a memory-mapped training cache from a layout or straight from the generator."""
     from pitch_predictor.data.cache import build_cache
@@ -115,7 +128,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     preprocess = replace(preprocess, crop_mode=args.crop)
     name = f'cache_{args.preprocess}'
     if args.stored_size:
-        preprocess = replace(preprocess, stored_size=args.stored_size)
+        preprocess = resized_preprocess(preprocess, args.stored_size)
         name += f'_{args.stored_size}px'
     if args.crop == 'skeleton':
         name += '_skelcrop'
