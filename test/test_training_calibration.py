@@ -1,5 +1,6 @@
 """Temperature scaling on hand-made clip logits, checked with the softmax written out."""
 
+import math
 from pathlib import Path
 import sys
 
@@ -106,3 +107,44 @@ def test_actual_and_intended_by_hand():
                                 'accuracy_intended': 1.0, 'correct_actual': 0,
                                 'correct_intended': 2}
     assert actual_and_intended(probs, labels, None, ['b'] * 9)['intended'] is None
+
+
+def test_calibrated_ece_band_by_hand():
+    from training.metrics import calibrated_ece_band
+    # Certain and right every time: a calibrated model's ECE is exactly 0.
+    assert calibrated_ece_band(np.eye(9)[[0, 3, 8]]) == {'mean': 0.0, 'q95': 0.0}
+    # One trial at 50 %: right or wrong, |correct - 0.5| = 0.5 in every draw.
+    half = np.zeros((1, 9))
+    half[0, :2] = 0.5
+    assert calibrated_ece_band(half) == {'mean': 0.5, 'q95': 0.5}
+    # 50 trials all at confidence 0.8 (one bin): the ECE is |K / 50 - 0.8| with K the
+    # number right, K ~ Binomial(50, 0.8); its exact mean by the binomial sum.
+    probs = np.full((50, 9), 0.2 / 8)
+    probs[:, 0] = 0.8
+    exact = sum(math.comb(50, k) * 0.8 ** k * 0.2 ** (50 - k) * abs(k / 50 - 0.8)
+                for k in range(51))
+    assert abs(calibrated_ece_band(probs, draws=2000)['mean'] - exact) < 0.003  # MC sd 0.0008
+    # 100 times the trials: a tenth of the floor (1 / sqrt(n)).
+    large = calibrated_ece_band(np.repeat(probs, 100, axis=0), draws=200)['mean']
+    assert 8 < exact / large < 12
+    assert calibrated_ece_band(probs, seed=3) == calibrated_ece_band(probs, seed=3)
+
+
+def test_lopo_pooling_concatenates_the_folds():
+    from training.lopo_report import pool_folds
+    from training.metrics import expected_calibration_error
+    rng = np.random.default_rng(0)
+    folds = []
+    for name, n in (('P1', 30), ('P2', 20)):
+        probs = rng.dirichlet(np.ones(9), size=n)
+        folds.append((name, probs, rng.integers(0, 9, size=n)))
+    report = pool_folds(folds)
+    probs = np.concatenate([f[1] for f in folds])
+    labels = np.concatenate([f[2] for f in folds])
+    assert report['pooled']['trials'] == 50
+    assert report['pooled']['accuracy'] == (probs.argmax(1) == labels).mean()
+    assert report['pooled']['ece'] == expected_calibration_error(probs, labels)
+    assert [f['participant'] for f in report['folds']] == ['P1', 'P2']
+    accs = [(f[1].argmax(1) == f[2]).mean() for f in folds]
+    assert report['mean_fold_accuracy'] == np.mean(accs)
+    assert report['folds'][1]['ece'] == expected_calibration_error(folds[1][1], folds[1][2])

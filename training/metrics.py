@@ -59,6 +59,29 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: 
     return float(ece)
 
 
+def calibrated_ece_band(probs: np.ndarray, num_bins: int = 10, draws: int = 1000,
+                        seed: int = 0) -> Dict[str, float]:
+    """
+    Return the ECE a perfectly calibrated model with these probabilities would show.
+
+    Labels are drawn from each row of ``probs`` (so the probabilities are exactly right)
+    ``draws`` times; the result is the mean and the 95th percentile of their ECE. On a
+    hundred trials this floor is several points: a measured ECE inside the band is
+    consistent with calibration at that sample size, one above ``q95`` is not.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) == 0:
+        return {'mean': float('nan'), 'q95': float('nan')}
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+    values = []
+    for _ in range(draws):
+        u = rng.random((len(probs), 1))
+        labels = np.minimum((u > cumulative).sum(axis=1), probs.shape[1] - 1)
+        values.append(expected_calibration_error(probs, labels, num_bins))
+    return {'mean': float(np.mean(values)), 'q95': float(np.quantile(values, 0.95))}
+
+
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
     """Return the mean -log p(true class) (probabilities clipped at 1e-12)."""
     picked = np.asarray(probs)[np.arange(len(labels)), np.asarray(labels)]
