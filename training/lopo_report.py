@@ -1,6 +1,7 @@
 """
-Leave-one-participant-out, pooled: every trial is predicted once, by the fold that held
-its pitcher out; accuracy and ECE per fold and over all folds together.
+Leave-one-participant-out, pooled: accuracy and ECE per fold and over all folds together.
+
+Every trial is predicted once, by the fold that held its pitcher out.
 
 A fold's ECE rests on 90 trials, where even a perfectly calibrated model shows an ECE
 of about 0.05-0.07 (``metrics.calibrated_ece_band``); the pooled ECE over the six folds'
