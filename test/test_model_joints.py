@@ -264,3 +264,36 @@ def test_image_features_stream_like_the_clip_and_select_their_channels():
                                atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match='one frame'):
         image_joint_features_step(joints, init_feature_state(2))
+
+
+def test_an_image_features_model_exports_to_onnx_and_takes_nan_joints(tmp_path):
+    import sys
+    from pathlib import Path
+    import onnxruntime
+    from pitch_predictor.models.checkpoint import save_checkpoint
+    from pitch_predictor.models.preprocessing import fast_preprocess
+    from pitch_predictor.models.registry import build_model
+    from pitch_predictor.models.sampling import clip_length
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)  # `training` runs from the repo root; it is not installed
+    from training.export import export
+    torch.manual_seed(0)
+    model = build_model('skeleton_gru', hidden=16, layers=2, dropout=0.0, num_classes=9,
+                        features='image').eval()
+    save_checkpoint(tmp_path / 'model.pt', model, model_name='skeleton_gru',
+                    model_config=model.config, preprocess=fast_preprocess(),
+                    sampling_method=2)
+    report = export(tmp_path / 'model.pt', onnx_path=tmp_path / 'model.onnx', tolerance=1e-4)
+    assert report['max_abs_diff_logits'] < 1e-4 and report['finite']
+    steps = clip_length(2)  # the exported graph's clip length
+    joints = torch.stack([to_camera(throw(steps)), to_camera(throw(steps), heading=0.5)])
+    joints[0, 4, 3] = float('nan')
+    joints[1, :3] = float('nan')
+    session = onnxruntime.InferenceSession(str(tmp_path / 'model.onnx'),
+                                           providers=['CPUExecutionProvider'])
+    name = session.get_inputs()[0].name
+    got = session.run(None, {name: joints.numpy()})[0]
+    with torch.no_grad():
+        expected = model(joints)
+    assert abs(got - expected.numpy()).max() < 1e-4
