@@ -82,6 +82,9 @@ def test_a_pose_supervised_run_resumes_and_exports_the_plain_network(tiny_cache,
                         'pose_loss_weight=1'])
     assert len(again['history']) == 3
     assert again['history'][:2] == result['history']
+    # The same folder without pose supervision is another run: refused, not half-resumed.
+    with pytest.raises(ConfigError, match='pose_loss_weight'):
+        train.main(['--data', str(tiny_cache), '--out', str(out), *TINY, 'epochs=4'])
 
 
 def test_pose_supervision_of_a_joints_model_is_a_config_error(tiny_cache, tmp_path):

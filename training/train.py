@@ -58,7 +58,8 @@ from training.splits import make_split, Split, SplitError
 # Keys whose change makes an existing run folder a different run (resume refuses it).
 RUN_IDENTITY_KEYS = ('model', 'model_preset', 'model_config', 'preprocess', 'sampling',
                      'split', 'val_per_group', 'val_seed', 'seed', 'batch_size', 'optimizer',
-                     'pretrained', 'init', 'extra_train_data', 'extra_train_pitchers')
+                     'pretrained', 'init', 'extra_train_data', 'extra_train_pitchers',
+                     'pose_loss_weight')
 
 
 @dataclass
@@ -251,7 +252,8 @@ def init_branches(model: nn.Module, kind: str, cfg: TrainConfig) -> None:
 def check_resumable(state: Dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     """Refuse to resume a run folder that holds a different run."""
     saved = state.get('config', {})
-    changed = [k for k in RUN_IDENTITY_KEYS if saved.get(k) != cfg.to_dict()[k]]
+    default = TrainConfig().to_dict()  # a key older runs did not record had its default
+    changed = [k for k in RUN_IDENTITY_KEYS if saved.get(k, default[k]) != cfg.to_dict()[k]]
     if changed:
         raise ConfigError(f'{path} holds a different run (changed: {", ".join(changed)}); '
                           'use another --out or resume=false')
