@@ -56,6 +56,15 @@ def test_extra_pitchers_join_training_only(tiny_cache, extra_cache, tmp_path):
     assert one['num_extra_train'] == int((np.asarray(extra.participants) == 0).sum()) == 18
     saved = json.loads((tmp_path / 'both' / 'metrics.json').read_text())
     assert saved['extra_train_data'] == str(extra_cache)
+    # Two caches (here the same one twice): every trial of both; the pitcher limit runs
+    # over the caches in order (2 of the first, 1 of the second).
+    twice = f'extra_train_data={extra_cache},{extra_cache}'
+    two = train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'two'), *JOINTS,
+                      twice])
+    three = train.main(['--data', str(tiny_cache), '--out', str(tmp_path / 'three'),
+                        *JOINTS, twice, 'extra_train_pitchers=3'])
+    assert two['num_extra_train'] == 72
+    assert three['num_extra_train'] == 36 + 18
 
 
 def test_training_set_draws_every_trial_of_each_part(tiny_cache, extra_cache):

@@ -84,10 +84,12 @@ class TrainConfig:
     # A miss-set TrialCache (labels = actual block - 1, intended.npy = block aimed at):
     # evaluated at the end on every trial, against both, into metrics.json['miss'].
     miss_data: str = ''
-    # A TrialCache of other pitchers (e.g. ``pitch-sim cache --generate --seed 2``): every
-    # trial joins the training split only; validation and test stay on ``data``.
+    # TrialCaches of other pitchers (e.g. ``pitch-sim cache --generate --seed 2``; several
+    # separated by commas): every trial joins the training split only; validation and
+    # test stay on ``data``.
     extra_train_data: str = ''
-    extra_train_pitchers: int = 0  # use the first N pitchers of extra_train_data (0: all)
+    # Use the first N pitchers of extra_train_data, over its caches in order (0: all).
+    extra_train_pitchers: int = 0
     out: str = ''
     # Runtime.
     seed: int = 0

@@ -397,23 +397,31 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     train_kind = 'rgb+joints' if probe is not None else kind
     dataset = ClipDataset(cfg.data, train_idx, cfg.sampling, kind=train_kind, seed=cfg.seed,
                           joint_augment=joint_augment)
-    if cfg.extra_train_data:
-        if not Path(cfg.extra_train_data).is_dir():
+    # Extra training pitchers: one cache, or several separated by commas; the first
+    # extra_train_pitchers of them over the caches in order (0: all).
+    extra_parts = []
+    remaining = cfg.extra_train_pitchers or None
+    for number, folder in enumerate(f for f in cfg.extra_train_data.split(',') if f.strip()):
+        folder = folder.strip()
+        if not Path(folder).is_dir():
             raise ConfigError(
-                f'extra_train_data {cfg.extra_train_data}: no such cache; make it with '
+                f'extra_train_data {folder}: no such cache; make it with '
                 f'`pitch-sim cache --generate --preprocess fast --participants 24 --trials 4 '
-                f'--seed 2 --out {cfg.extra_train_data}` (about 10 min, 3.4 GB), or train '
+                f'--seed 2 --out {folder}` (about 10 min, 3.4 GB), or train '
                 f'without it: extra_train_data=""')
-        extra = open_cache(cfg.extra_train_data, preprocess if kind != 'joints' else None)
+        extra = open_cache(folder, preprocess if kind != 'joints' else None)
         pitchers = len(extra.participant_names)
-        if cfg.extra_train_pitchers:
-            pitchers = min(pitchers, cfg.extra_train_pitchers)
+        if remaining is not None:
+            pitchers = min(pitchers, remaining)
+            remaining -= pitchers
         extra_idx = np.flatnonzero(np.asarray(extra.participants) < pitchers)
-        dataset = TrainingSet([dataset, ClipDataset(
-            cfg.extra_train_data, extra_idx, cfg.sampling, kind=train_kind,
-            seed=cfg.seed + 7919, joint_augment=joint_augment)])
-        log(f'{cfg.extra_train_data}: {len(extra_idx)} extra training trials '
-            f'({pitchers} pitchers)')
+        if len(extra_idx):
+            extra_parts.append(ClipDataset(folder, extra_idx, cfg.sampling, kind=train_kind,
+                                           seed=cfg.seed + 7919 * (number + 1),
+                                           joint_augment=joint_augment))
+        log(f'{folder}: {len(extra_idx)} extra training trials ({pitchers} pitchers)')
+    if extra_parts:
+        dataset = TrainingSet([dataset, *extra_parts])
     # CPU: the batched image augmentation runs in the loader workers, overlapping the
     # step; GPU: on the device, in the main process.
     images = kind != 'joints'
