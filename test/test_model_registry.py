@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / 'pitch_predictor'
 
 EXPECTED_MODELS = sorted([
     'convgru1d_alexnet', 'convgru2d_alexnet', 'convgru2d2_alexnet', 'gru_alexnet',
-    'r3d_18', 'mc3_18', 'r2plus1d_18', 'skeleton_gru', 'two_stream_1d', 'two_stream_2d'])
+    'r3d_18', 'mc3_18', 'r2plus1d_18', 'skeleton_gru', 'two_stream_1d', 'two_stream_2d',
+    'pose_gru_alexnet'])
 
 
 def package_modules():
@@ -104,6 +105,7 @@ def test_the_registry_lists_every_model_imported_first_and_alone():
     names, modules = result.stdout.strip().splitlines()
     assert names == repr(EXPECTED_MODELS)
     assert modules == repr(['pitch_predictor.models.networks', 'pitch_predictor.models.peers',
+                            'pitch_predictor.models.pose_gru',
                             'pitch_predictor.models.two_stream'])
 
 

@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
 
-from pitch_predictor.models import networks, peers, two_stream
+from pitch_predictor.models import networks, peers, pose_gru, two_stream
 from pitch_predictor.models.networks import PitchNet
 
 
@@ -55,6 +55,9 @@ MODELS: Dict[str, ModelSpec] = _specs(
      two_stream.TWO_STREAM_FAST),
     ('two_stream_1d', two_stream.two_stream_1d, two_stream.TWO_STREAM_DEFAULTS,
      two_stream.TWO_STREAM_FAST),
+    # RGB only, the image's pose as the bottleneck (pose_gru.py).
+    ('pose_gru_alexnet', pose_gru.pose_gru_alexnet, pose_gru.POSE_GRU_DEFAULTS,
+     pose_gru.POSE_GRU_FAST),
 )
 
 
