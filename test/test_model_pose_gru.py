@@ -115,3 +115,17 @@ def test_runs_that_do_not_make_a_pose_gru_are_refused(tiny_cache, tmp_path):
     with pytest.raises(SystemExit):
         pose_gru.main(['cache', '--pose-run', str(tmp_path / 'missing'), '--out',
                        str(tmp_path / 'x')])
+
+
+def test_the_pose_gru_exports_to_onnx_with_a_dynamic_batch(tmp_path):
+    from pitch_predictor.models.checkpoint import save_checkpoint
+    from training.export import export
+    model = small_model()
+    save_checkpoint(tmp_path / 'model.pt', model, model_name='pose_gru_alexnet',
+                    model_config=model.config, preprocess=fast_preprocess(),
+                    sampling_method=2)
+    # export traces one batch size and checks another (the pseudo-joints are computed
+    # inside the graph: nothing in it may be folded to the traced batch).
+    report = export(tmp_path / 'model.pt', onnx_path=tmp_path / 'model.onnx', tolerance=1e-4)
+    assert report['max_abs_diff_logits'] < 1e-4 and report['finite']
+    assert report['batch'] > 1

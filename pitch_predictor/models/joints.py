@@ -259,6 +259,16 @@ def spinebase_joint_inputs(joints: torch.Tensor) -> torch.Tensor:
     return (joints - origin).flatten(2)
 
 
+def _zeros_as(x: torch.Tensor) -> torch.Tensor:
+    """
+    Return zeros shaped like ``x`` (finite) that stay shaped like it in a traced graph.
+
+    ``torch.zeros_like`` of a tensor computed inside a network (the pose GRU's predicted
+    joints) is folded into a constant of the traced batch size by the ONNX exporter.
+    """
+    return x * 0.0
+
+
 def _project(joints: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Return (normalised image coordinates ``(..., 25, 2)`` (0 if invalid), validity)."""
     joints = joints.float()
@@ -303,11 +313,11 @@ def image_joint_features(joints: torch.Tensor) -> torch.Tensor:
     scale = (first * torso).sum(dim=1, keepdim=True)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     valid = valid & (seen > 0).unsqueeze(-1)
-    flat = torch.zeros_like(uv[..., :1])
+    flat = _zeros_as(uv[..., :1])
     position = torch.cat([(uv - origin.unsqueeze(-2)) / scale[..., None, None], flat], -1)
     position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
-    previous = torch.cat([torch.zeros_like(position[:, :1]), position[:, :-1]], dim=1)
-    previous_valid = torch.cat([torch.zeros_like(valid[:, :1]), valid[:, :-1]], dim=1)
+    previous = torch.cat([_zeros_as(position[:, :1]), position[:, :-1]], dim=1)
+    previous_valid = torch.cat([valid[:, :1] & ~valid[:, :1], valid[:, :-1]], dim=1)
     return _assemble_image(position, valid, previous, previous_valid)
 
 
@@ -325,13 +335,13 @@ def image_joint_features_step(joints: torch.Tensor, state: JointFeatureState
                          f'{tuple(joints.shape)}')
     uv, valid = _project(joints)
     origin, torso, ok = _image_reference(uv, valid)
-    origin = torch.cat([origin, torch.zeros_like(origin[:, :1])], -1)
+    origin = torch.cat([origin, _zeros_as(origin[:, :1])], -1)
     take = ok & ~state.found
     origin = torch.where(take.unsqueeze(-1), origin, state.origin)
     scale = torch.where(take, torso, state.scale)
     found = state.found | ok
     valid = valid & found.unsqueeze(-1)
-    flat = torch.zeros_like(uv[..., :1])
+    flat = _zeros_as(uv[..., :1])
     position = torch.cat([(uv - origin[:, None, :2]) / scale[:, None, None], flat], -1)
     position = torch.where(valid.unsqueeze(-1), position, torch.zeros_like(position))
     features = _assemble_image(position, valid, state.position, state.valid)

@@ -64,7 +64,8 @@ class PoseGRU(PitchNet):
     def backbone(self, frames: torch.Tensor) -> torch.Tensor:
         """Per frame: the predicted pose as pseudo-joints ``(N, 25, 3)`` = ``(u, v, 1)``."""
         uv = self.predict_pose(frames)
-        return torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)
+        # uv * 0 + 1, not ones_like: the exporter would fold that into a fixed batch size.
+        return torch.cat([uv, uv[..., :1] * 0.0 + 1.0], dim=-1)
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 9)`` from the clips' pseudo-joints ``(B, T, 25, 3)``."""
