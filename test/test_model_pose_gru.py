@@ -103,6 +103,8 @@ def test_the_two_step_recipe_assembles_one_rgb_only_checkpoint(tiny_cache, tmp_p
     assert combined.model_name == 'pose_gru_alexnet' and combined.input_kind == 'rgb'
     gru_metrics = json.loads((gru_run / 'metrics.json').read_text())
     assert combined.meta['temperature'] == gru_metrics['temperature']
+    assert combined.meta['accuracy'] == report['test']['accuracy']
+    assert combined.meta['chosen_epoch'] == gru_metrics['chosen_epoch']
     assert build_model_from_checkpoint(combined)(torch.rand(1, 10, 3, 112, 112)).shape == (1, 9)
 
 

@@ -147,6 +147,20 @@ def assemble(pose_run: Path, gru_run: Path, out: Path) -> Dict[str, Any]:
     logits = trial_clip_logits(combined, images, split.test, gru_ckpt.sampling_method,
                                pose_ckpt.preprocess, device)
     test = summarize_logits(logits, labels[split.test], temperature)
+    # The checkpoint's meta, as training.train writes it (the GRU step's epochs and seed).
+    gru_meta = gru_ckpt.meta
+    meta.update({'accuracy': test['accuracy'], 'ece': test['ece'],
+                 'num_test': int(len(split.test)),
+                 'val_accuracy': float((from_images.argmax(1)
+                                        == labels[split.validation]).mean()),
+                 'num_validation': int(len(split.validation)),
+                 **{k: gru_meta.get(k) for k in ('epochs', 'chosen_epoch', 'val_per_group',
+                                                 'val_seed', 'seed', 'date')},
+                 'pose_seed': pose_ckpt.meta.get('seed'),
+                 'trained_by': 'training/pose_gru.py', 'run': str(out.parent)})
+    save_checkpoint(out, model, model_name='pose_gru_alexnet', model_config=model.config,
+                    preprocess=pose_ckpt.preprocess, sampling_method=gru_ckpt.sampling_method,
+                    meta=meta)
     return {'out': str(out), 'validation_max_prob_diff': diff,
             'validation_accuracy': float((from_images.argmax(1)
                                           == labels[split.validation]).mean()),
