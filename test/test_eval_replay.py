@@ -147,3 +147,16 @@ def test_models_reading_joints_give_identical_predictions_offline_and_over_dds(
     for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
                 'frames_paired', 'predictions'):
         assert int(diagnostics[key]) == counters.get(key, 0), key
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_shipped_rgb_only_pose_gru_gives_identical_predictions_offline_and_over_dds(
+        recording):
+    from pitch_predictor.shipped_model import default_model_path
+    bag, _, folder = recording
+    _, result = _dds_equals_offline(bag, default_model_path().parent / 'pose_gru_fast.pt',
+                                    folder / 'dds_pose_gru')
+    diagnostics = result.stats['node_diagnostics']
+    assert diagnostics['model'] == 'pose_gru_alexnet'
+    assert diagnostics['input_kind'] == 'rgb'
