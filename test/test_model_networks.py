@@ -26,7 +26,8 @@ def small(name, **overrides):
 
 
 def test_registry_lists_every_network():
-    assert set(list_models()) == set(ALEXNETS + VIDEO_PEERS + ['skeleton_gru'] + TWO_STREAM)
+    assert set(list_models()) == set(ALEXNETS + VIDEO_PEERS + ['skeleton_gru'] + TWO_STREAM
+                                     + ['pose_gru_alexnet'])
 
 
 def test_registry_errors_and_copies():
