@@ -111,3 +111,41 @@ def make_checkpoint(path: Path, model_name: str = 'convgru2d_alexnet', seed: int
                     preprocess=fast_preprocess(), sampling_method=sampling_method,
                     meta={'purpose': 'test: random weights', **(meta or {})})
     return Path(path)
+
+
+def cached_and_offline_decisions(model, backend: str, sampling_method: int = 2):
+    """
+    Decide one random 40-frame window as the node does and as the offline evaluator does.
+
+    The node's way: ``FrameEncoder`` encodes each 640x360 frame as it arrives (cached),
+    ``final_probabilities`` decides from the cache. The evaluator's way: crop the
+    window, ``predict_windows``. Returns (node probabilities, offline probabilities,
+    the encoder's cached shape per frame, the runner's failure messages).
+    """
+    import sys
+
+    import torch
+
+    from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess
+    from pitch_predictor.models.preprocessing import test_transform
+    from pitch_predictor.models.sampling import test_clip_indices
+    from pitch_predictor.runtime.frame_encoding import FrameEncoder
+    from pitch_predictor.runtime.inference import ClipRunner, final_probabilities
+    from pitch_predictor.runtime.messages import Pixels
+    from pitch_predictor.start_detector import StartDetectorConfig
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)  # `training` runs from the repo root; it is not installed
+    from training.evaluate import predict_windows
+
+    preprocess = fast_preprocess()
+    frames = np.random.default_rng(0).integers(0, 256, (40, 360, 640, 3), dtype=np.uint8)
+    encoder = FrameEncoder(model, preprocess, torch.device('cpu'), True, backend=backend)
+    feats = torch.stack([encoder.encode(Pixels(f), StartDetectorConfig()).features
+                         for f in frames])
+    failures = []
+    runner = ClipRunner(model, 'rgb', backend, lambda key, message: failures.append(message))
+    node = final_probabilities(runner, feats, test_clip_indices(sampling_method), None, 1.0)
+    windows = test_transform(crop_frames(frames, preprocess), preprocess)[None]
+    offline = predict_windows(model, windows, sampling_method)[0].double().numpy()
+    return node, offline, encoder.encoded_shape, failures

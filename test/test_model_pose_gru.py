@@ -8,14 +8,10 @@ import numpy as np
 from pitch_predictor.data.cache import TrialCache
 from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.models.joints import image_joint_features, JOINT_INDEX
-from pitch_predictor.models.preprocessing import crop_frames, fast_preprocess, test_transform
+from pitch_predictor.models.preprocessing import fast_preprocess, test_transform
 from pitch_predictor.models.registry import build_model, fast_config
-from pitch_predictor.models.sampling import test_clip_indices
-from pitch_predictor.runtime.frame_encoding import FrameEncoder
-from pitch_predictor.runtime.inference import ClipRunner, final_probabilities
-from pitch_predictor.runtime.messages import Pixels
-from pitch_predictor.start_detector import StartDetectorConfig
 import pytest
+from runtime_fixtures import cached_and_offline_decisions
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +19,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `training` runs from the repo root; it is not installed
 
 from training import pose_gru, train  # noqa: E402
-from training.evaluate import predict_windows  # noqa: E402
 
 SMALL = ['model_config.channels=[8,16,16,16,16]', 'model_config.fc_sizes=[32,32]',
          'batch_size=4', 'num_workers=0', 'threads=1', 'eval_train=false', 'seed=2']
@@ -59,17 +54,8 @@ def test_the_per_frame_output_is_the_predicted_pose_and_the_gru_reads_it_back():
 @pytest.mark.parametrize('backend', ['eager', 'onnxruntime'])
 def test_the_nodes_cached_frames_give_the_evaluators_decision(backend):
     model = small_model()
-    preprocess = fast_preprocess()
-    frames = np.random.default_rng(0).integers(0, 256, (40, 360, 640, 3), dtype=np.uint8)
-    encoder = FrameEncoder(model, preprocess, torch.device('cpu'), True, backend=backend)
-    assert encoder.encoded_shape == (25, 3)  # 75 numbers cached per frame
-    feats = torch.stack([encoder.encode(Pixels(f), StartDetectorConfig()).features
-                         for f in frames])
-    failures = []
-    runner = ClipRunner(model, 'rgb', backend, lambda key, message: failures.append(message))
-    node = final_probabilities(runner, feats, test_clip_indices(2), None, 1.0)
-    windows = test_transform(crop_frames(frames, preprocess), preprocess)[None]
-    offline = predict_windows(model, windows, 2)[0].double().numpy()
+    node, offline, shape, failures = cached_and_offline_decisions(model, backend)
+    assert shape == (25, 3)  # 75 numbers cached per frame
     assert not failures
     assert np.abs(node - offline).max() < 1e-5
 

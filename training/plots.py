@@ -81,9 +81,14 @@ def plot_series(series: Dict[str, Tuple[Sequence[float], Sequence[float], Sequen
         ax.errorbar(x, mean, yerr=std, marker='o', capsize=3, label=label)
     if reference is not None:
         ax.axhline(reference, color='grey', linestyle=':', label='chance')
+    _finish(fig, ax, path, xlabel=xlabel, ylabel=ylabel, top=1.02, title=title)
+
+
+def _finish(fig, ax, path: Path, *, xlabel: str, ylabel: str, top: float, title: str) -> None:
+    """Label an accuracy plot (0 .. ``top``), add the legend, save it and close it."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, top)
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
@@ -112,15 +117,8 @@ def plot_run_curves(runs: Dict[str, List[Mapping[str, float]]], path: Path,
             best = max(scored, key=lambda h: (h['val_acc'], -h['val_loss'], -h['epoch']))
             ax.plot([best['epoch']], [best['val_acc']], marker='o', color=colour)
     ax.axhline(1 / 9, color='grey', linestyle=':', label='chance (9 blocks)')
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('accuracy (solid: validation, dashed: training clips)')
-    ax.set_ylim(0, 1)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, ax, path, xlabel='epoch',
+            ylabel='accuracy (solid: validation, dashed: training clips)', top=1.0, title=title)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
