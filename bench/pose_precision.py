@@ -31,6 +31,7 @@ import numpy as np
 from pitch_predictor.data.cache import TrialCache
 from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 from pitch_predictor.models.decision import checkpoint_temperature
+from pitch_predictor.models.preprocessing import fast_preprocess, KINECT_V2_COLOR_FOCAL
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +41,12 @@ if str(ROOT) not in sys.path:
 from training.evaluate import predict_trials  # noqa: E402
 from training.splits import make_split  # noqa: E402
 
-# Kinect V2 colour focal length (px at 1080 rows) scaled to the 112-px network input of
-# the 720-px (2/3 of the height) centre crop.
-FOCAL_112 = 1081.37 * 112.0 / 720.0
+# The Kinect V2 colour focal length (px at 1080 rows) in pixels of the fast network input:
+# the centre crop spans crop_size / frame_height of the height (720 of 1080 rows) and is
+# shown at output_size (112) pixels.
+_FAST = fast_preprocess()
+FOCAL_112 = KINECT_V2_COLOR_FOCAL * _FAST.output_size / (
+    1080.0 * _FAST.crop_size / _FAST.frame_height)
 
 
 def jitter(pixels: float, rng: torch.Generator):

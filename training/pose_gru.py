@@ -126,14 +126,10 @@ def assemble(pose_run: Path, gru_run: Path, out: Path) -> Dict[str, Any]:
     temperature = checkpoint_temperature(gru_ckpt.meta)
     meta = {'temperature': temperature, 'pose_run': str(pose_run), 'gru_run': str(gru_run),
             'split': gru_metrics['split'], 'data': str(images.folder)}
-    save_checkpoint(out, model, model_name='pose_gru_alexnet', model_config=model.config,
-                    preprocess=pose_ckpt.preprocess, sampling_method=gru_ckpt.sampling_method,
-                    meta=meta)
     split = make_split(images, gru_metrics['split'], int(gru_metrics['config'].get(
         'val_per_group', 1)), int(gru_metrics['config'].get('val_seed', 0)))
     device = torch.device('cpu')
-    combined = build_model_from_checkpoint(load_checkpoint(out)).eval()
-    from_images = predict_trials(combined, images, split.validation, gru_ckpt.sampling_method,
+    from_images = predict_trials(model, images, split.validation, gru_ckpt.sampling_method,
                                  pose_ckpt.preprocess, device, temperature=temperature)
     gru = build_model_from_checkpoint(gru_ckpt).eval()
     from_poses = predict_trials(gru, pose_cache, split.validation, gru_ckpt.sampling_method,
@@ -144,7 +140,7 @@ def assemble(pose_run: Path, gru_run: Path, out: Path) -> Dict[str, Any]:
                            f'{diff:.2g} in probability: the pose cache was not made from '
                            'this pose run')
     labels = np.asarray(images.labels)
-    logits = trial_clip_logits(combined, images, split.test, gru_ckpt.sampling_method,
+    logits = trial_clip_logits(model, images, split.test, gru_ckpt.sampling_method,
                                pose_ckpt.preprocess, device)
     test = summarize_logits(logits, labels[split.test], temperature)
     # The checkpoint's meta, as training.train writes it (the GRU step's epochs and seed).
