@@ -12,7 +12,12 @@ and backend over the rounds: min / median / max of the rounds' p95 (and p50) of 
 in-node decision latency (newest frame's arrival -> probabilities), and the mean ingest
 per frame. Outputs are checked: both backends give the same probabilities (1e-5).
 
-    python bench/node_decision.py [--rounds 3] [--pitches 3] [--models default two_stream_2d]
+Models: ``default`` (the node's default checkpoint), a shipped file by name (e.g.
+``convgru2d_fast.pt``, the paper's RGB-only network) or a registered network (random weights
+in its fast config: speed does not depend on them). The default model's final p95 and
+ingest are compared with every other model's at the node's backend, in the same run.
+
+    python bench/node_decision.py [--rounds 3] [--pitches 3] [--models default convgru2d_fast.pt]
 """
 
 import argparse
@@ -34,13 +39,16 @@ import numpy as np  # noqa: E402
 from pitch_predictor.runtime.core import PredictorCore  # noqa: E402
 from pitch_predictor.runtime.decision_worker import DecisionWorker  # noqa: E402
 from pitch_predictor.runtime.messages import image_msg_to_pixels  # noqa: E402
-from pitch_predictor.shipped_model import default_model_path  # noqa: E402
+from pitch_predictor.shipped_model import default_model_path, shipped_model_path  # noqa: E402
 from pitch_predictor.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S  # noqa: E402
 from runtime_fixtures import make_checkpoint, synthetic_trial  # noqa: E402
 import torch  # noqa: E402
 
 BACKENDS = ('eager', 'torchscript', 'onnxruntime')
 NODE_TORCH_THREADS = 1  # the node's torch_threads default (config/predictor.yaml)
+NODE_BACKEND = 'onnxruntime'  # the node's inference_backend default
+DEFAULT_MODELS = ['default', 'convgru2d_fast.pt', 'pose_gru_fast.pt', 'convgru1d_fast.pt',
+                  'two_stream_2d']
 
 
 def bgr8_message(bgr: bytes, width: int, height: int, stamp_ns: int) -> SimpleNamespace:
@@ -107,11 +115,16 @@ def _mmm(values: List[float]) -> str:
 
 
 def models(names: List[str], tmp: Path) -> List[tuple]:
-    """Checkpoints to measure: the node's default model and random fast variants."""
+    """Checkpoints to measure: the node's default, shipped files, random fast variants."""
     out = []
     for name in names:
         if name == 'default':
             out.append((f'default model ({default_model_path().name})', default_model_path()))
+        elif name.endswith('.pt'):
+            path = shipped_model_path(name)
+            if not path.is_file():
+                raise SystemExit(f'{name}: not a shipped model file ({path})')
+            out.append((f'shipped {name}', path))
         else:
             path = make_checkpoint(tmp / f'{name}.pt', name)
             out.append((f'{name} fast config, random weights', path))
@@ -125,7 +138,7 @@ def main() -> int:
     parser.add_argument('--pitches', type=int, default=3)
     parser.add_argument('--backends', nargs='+', default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument('--models', nargs='+',
-                        default=['default', 'convgru1d_alexnet', 'two_stream_2d'])
+                        default=DEFAULT_MODELS)
     args = parser.parse_args()
     torch.set_num_threads(NODE_TORCH_THREADS)
     print("# The node's decision latency in its threads: eager vs TorchScript (A/B)")
@@ -172,7 +185,28 @@ def main() -> int:
         note = '' if gap > spread else " (within the rounds' spread: noise)"
         print(ratio_line(f'final decision p95, eager / {backend} ({label}){note}',
                          float(np.median(eager)) / float(np.median(p95))))
+    compare_with_default(summary)
     return 0
+
+
+def compare_with_default(summary: Dict[tuple, tuple], backend: str = NODE_BACKEND) -> None:
+    """Print the default model's final p95 and ingest over each other model's (one run)."""
+    default = [key for key in summary if key[0].startswith('default model') and
+               key[1] == backend]
+    if not default:
+        return
+    base_p95, base_ingest = summary[default[0]]
+    for (label, other_backend), (p95, ingest) in summary.items():
+        if other_backend != backend or (label, other_backend) == default[0] or not p95 \
+                or not base_p95:
+            continue
+        for what, mine, theirs in (('final decision p95', base_p95, p95),
+                                   ('ingest mean per frame', base_ingest, ingest)):
+            spread = max(max(mine) - min(mine), max(theirs) - min(theirs))
+            gap = abs(float(np.median(mine)) - float(np.median(theirs)))
+            note = " (within the rounds' spread: noise)" if gap <= spread else ''
+            print(ratio_line(f'{what}, default / {label} ({backend}){note}',
+                             float(np.median(mine)) / float(np.median(theirs))))
 
 
 if __name__ == '__main__':

@@ -3,7 +3,8 @@
 import re
 
 from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
-from pitch_predictor.shipped_model import DEFAULT_MODEL_FILE, default_model_path
+from pitch_predictor.shipped_model import (
+    DEFAULT_MODEL_FILE, default_model_path, RGB_MODEL_FILES, shipped_model_path)
 import pytest
 import torch
 
@@ -22,6 +23,15 @@ def test_every_shipped_file_has_a_card_section_and_the_default_is_named():
     assert DEFAULT_MODEL_FILE in files
     assert sorted(card_sections()) == files
     assert "the node's default" in CARD.split(f'# Model card: {DEFAULT_MODEL_FILE}')[1][:60]
+
+
+def test_shipped_model_path_names_the_shipped_files_only():
+    for name in (DEFAULT_MODEL_FILE, *RGB_MODEL_FILES):
+        assert shipped_model_path(name).is_file()
+        assert shipped_model_path(name).parent == FOLDER
+    for bad in ('../x.pt', '/tmp/x.pt', 'sub/x.pt'):
+        with pytest.raises(ValueError, match='file name alone'):
+            shipped_model_path(bad)
 
 
 @pytest.mark.parametrize('name', sorted(p.name for p in FOLDER.glob('*.pt')))

@@ -15,4 +15,11 @@ RGB_MODEL_FILES = ('pose_gru_fast.pt', 'convgru2d_fast.pt', 'convgru1d_fast.pt')
 
 def default_model_path() -> Path:
     """Return the path of the shipped default checkpoint (it may not exist in a dev tree)."""
-    return Path(__file__).resolve().parent / DEFAULT_MODEL_FILE
+    return shipped_model_path(DEFAULT_MODEL_FILE)
+
+
+def shipped_model_path(name: str) -> Path:
+    """Return the path of the shipped checkpoint file ``name`` (it may not exist)."""
+    if Path(name).name != name:
+        raise ValueError(f'{name!r}: a shipped model is named by its file name alone')
+    return Path(__file__).resolve().parent / name
