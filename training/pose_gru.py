@@ -95,7 +95,8 @@ def write_pose_cache(model, preprocess, source: Path, out: Path, batch: int = 90
     joints = np.lib.format.open_memmap(out / 'joints.tmp.npy', mode='w+', dtype=np.float32,
                                        shape=tuple(cache.joints.shape))
     frames_per_trial = cache.frames.shape[1]
-    for i in tqdm(range(len(cache)), desc='poses', disable=not progress):
+    for i in tqdm(range(len(cache)), desc='poses',
+                  disable=None if progress else True):
         for begin in range(0, frames_per_trial, batch):
             crops = torch.from_numpy(np.array(cache.frames[i, begin:begin + batch]))
             joints[i, begin:begin + batch] = model.backbone(

@@ -235,7 +235,7 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
     boxes = np.zeros((n, 3), np.int64)
     from_skeleton = np.zeros(n, bool)
     inside = np.zeros((n, 2), np.int64)  # joints inside the box, joints that project
-    bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=not progress)
+    bar = tqdm(total=n, desc=f'cache {size}px', unit='trial', disable=None if progress else True)
     jobs = [(t, preprocess, intrinsics) for t in trials]
     for i, (crops, trial_joints, onset, box, skeleton, counts) in enumerate(
             _pool_map(_crop_trial, jobs, workers)):

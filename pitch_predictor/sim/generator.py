@@ -649,7 +649,7 @@ def generate_trials(cfg: SimConfig, specs: Optional[Sequence[TrialSpec]] = None,
 
     specs = list(plan_dataset(cfg) if specs is None else specs)
     jobs = [(s, cfg, width, height) for s in specs]
-    bar = tqdm(total=len(jobs), desc=desc, unit='trial', disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit='trial', disable=None if progress else True)
     try:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
