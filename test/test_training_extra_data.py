@@ -106,3 +106,8 @@ def test_pitcher_scaling_refuses_a_missing_cache(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['--extra', str(tmp_path / 'absent'), '--out', str(tmp_path / 'out')])
     assert 'absent: no such cache' in capsys.readouterr().err
+    present = tmp_path / 'present'
+    present.mkdir()
+    with pytest.raises(SystemExit):  # each cache of a comma-separated list is checked
+        main(['--extra', f'{present},{tmp_path / "absent2"}', '--out', str(tmp_path / 'out')])
+    assert 'absent2: no such cache' in capsys.readouterr().err

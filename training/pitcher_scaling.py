@@ -7,7 +7,8 @@ How many pitchers does the skeleton recipe need? Accuracy on new pitchers vs ext
         --judge data/synthetic/cache_fast_newpeople --counts 0,6,12,24 --seeds 0,1
 
 Trains ``training/configs/fast_skeleton_gru.yaml`` on the dataset's six pitchers plus
-the first N pitchers of ``--extra`` (``extra_train_pitchers=N``; N = 0: the six alone),
+the first N pitchers of ``--extra`` (one cache or several, comma-separated, taken in order;
+``extra_train_pitchers=N``; N = 0: the six alone),
 for every N and seed, in resumable run folders ``<out>/n<N>_s<seed>``; then scores each
 model on every trial of ``--judge`` (pitchers of another simulator seed, in no training
 set) and writes ``scaling.csv``, ``scaling.md`` and ``scaling.png`` (mean and sd over
@@ -100,14 +101,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the grid and write the report."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--extra', default='data/synthetic/cache_fast_extra24')
+    parser.add_argument('--extra', default='data/synthetic/cache_fast_extra24',
+                        help='extra pitchers: one cache, or several separated by commas '
+                             '(the first N pitchers over them in order)')
     parser.add_argument('--judge', default='data/synthetic/cache_fast_newpeople')
     parser.add_argument('--counts', default='0,6,12,24', help='extra pitchers per row')
     parser.add_argument('--seeds', default='0,1')
     parser.add_argument('--out', default='runs/pitcher_scaling')
     parser.add_argument('overrides', nargs='*', help='key=value passed to every run')
     args = parser.parse_args(argv)
-    for path in (args.extra, args.judge):
+    for path in (*[part.strip() for part in args.extra.split(',') if part.strip()], args.judge):
         if not (ROOT / path).is_dir() and not Path(path).is_dir():
             parser.error(f'{path}: no such cache (see docs/training.md, "More pitchers")')
     out = Path(args.out)
