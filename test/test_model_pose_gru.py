@@ -65,7 +65,7 @@ def test_the_two_step_recipe_assembles_one_rgb_only_checkpoint(tiny_cache, tmp_p
     pose_run, gru_run = tmp_path / 'pose', tmp_path / 'gru'
     train.main(['--config', str(ROOT / 'training/configs/fast_convgru2d_pose.yaml'),
                 '--data', str(tiny_cache), '--out', str(pose_run), *SMALL, 'epochs=1',
-                'max_minutes=0'])
+                'max_minutes=0', f'extra_train_data={tiny_cache}'])  # as extra pitchers
     poses = tmp_path / 'poses'
     assert pose_gru.main(['cache', '--pose-run', str(pose_run), '--out', str(poses)]) == 0
     images, cached = TrialCache(tiny_cache), TrialCache(poses)
@@ -80,7 +80,8 @@ def test_the_two_step_recipe_assembles_one_rgb_only_checkpoint(tiny_cache, tmp_p
                                atol=1e-5, rtol=1e-5)
     train.main(['--config', str(ROOT / 'training/configs/fast_pose_gru.yaml'),
                 '--data', str(poses), '--out', str(gru_run), 'epochs=2', 'num_workers=0',
-                'eval_train=false', 'model_config.hidden=16'])
+                'eval_train=false', 'model_config.hidden=16', f'extra_train_data={poses}'])
+    assert json.loads((gru_run / 'metrics.json').read_text())['num_extra_train'] > 0
     out = tmp_path / 'pose_gru.pt'
     report = pose_gru.assemble(pose_run, gru_run, out)
     assert report['validation_max_prob_diff'] < 1e-4

@@ -407,8 +407,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             raise ConfigError(
                 f'extra_train_data {folder}: no such cache; make it with '
                 f'`pitch-sim cache --generate --preprocess fast --participants 24 --trials 4 '
-                f'--seed 2 --out {folder}` (about 10 min, 3.4 GB), or train '
-                f'without it: extra_train_data=""')
+                f'--seed S --out {folder}` (S: a simulator seed of its own, not 0 or 1, '
+                f'which are the dataset and the cross-person set; the default config uses '
+                f'2-5 in the order listed; about 10 min, 3.4 GB), or train without it: '
+                f'extra_train_data=""')
         extra = open_cache(folder, preprocess if kind != 'joints' else None)
         pitchers = len(extra.participant_names)
         if remaining is not None:
