@@ -39,14 +39,15 @@ import numpy as np  # noqa: E402
 from pitch_predictor.runtime.core import PredictorCore  # noqa: E402
 from pitch_predictor.runtime.decision_worker import DecisionWorker  # noqa: E402
 from pitch_predictor.runtime.messages import image_msg_to_pixels  # noqa: E402
+from pitch_predictor.runtime.node_params import SPECS  # noqa: E402
 from pitch_predictor.shipped_model import default_model_path, shipped_model_path  # noqa: E402
 from pitch_predictor.topics import FRAME_PERIOD_NS, FRAME_PERIOD_S  # noqa: E402
 from runtime_fixtures import make_checkpoint, synthetic_trial  # noqa: E402
 import torch  # noqa: E402
 
 BACKENDS = ('eager', 'torchscript', 'onnxruntime')
-NODE_TORCH_THREADS = 1  # the node's torch_threads default (config/predictor.yaml)
-NODE_BACKEND = 'onnxruntime'  # the node's inference_backend default
+NODE_TORCH_THREADS = SPECS['torch_threads'].default  # the node's defaults
+NODE_BACKEND = SPECS['inference_backend'].default
 DEFAULT_MODELS = ['default', 'convgru2d_fast.pt', 'pose_gru_fast.pt', 'convgru1d_fast.pt',
                   'two_stream_2d']
 
