@@ -153,9 +153,9 @@ def test_models_reading_joints_give_identical_predictions_offline_and_over_dds(
 @pytest.mark.slow
 def test_the_shipped_rgb_only_pose_gru_gives_identical_predictions_offline_and_over_dds(
         recording):
-    from pitch_predictor.shipped_model import default_model_path
+    from pitch_predictor.shipped_model import shipped_model_path
     bag, _, folder = recording
-    _, result = _dds_equals_offline(bag, default_model_path().parent / 'pose_gru_fast.pt',
+    _, result = _dds_equals_offline(bag, shipped_model_path('pose_gru_fast.pt'),
                                     folder / 'dds_pose_gru')
     diagnostics = result.stats['node_diagnostics']
     assert diagnostics['model'] == 'pose_gru_alexnet'

@@ -111,3 +111,9 @@ def test_pitcher_scaling_refuses_a_missing_cache(tmp_path, capsys):
     with pytest.raises(SystemExit):  # each cache of a comma-separated list is checked
         main(['--extra', f'{present},{tmp_path / "absent2"}', '--out', str(tmp_path / 'out')])
     assert 'absent2: no such cache' in capsys.readouterr().err
+
+
+def test_a_cache_list_is_its_folders_in_order_without_blanks():
+    from training.config import cache_list
+    assert cache_list('') == []
+    assert cache_list(' a/b , c,, d ') == ['a/b', 'c', 'd']

@@ -8,7 +8,7 @@ YAML so ``5`` is an int, ``1e-4`` a float and ``true`` a bool.
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -134,6 +134,11 @@ class TrainConfig:
 
 
 _FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+
+
+def cache_list(value: str) -> List[str]:
+    """Return the cache folders of a comma-separated list (``extra_train_data``), in order."""
+    return [part.strip() for part in value.split(',') if part.strip()]
 
 
 def _apply(values: Dict[str, Any], key: str, value: Any, where: str) -> None:

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from training.config import cache_list
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = 'training/configs/fast_skeleton_gru.yaml'
 
@@ -110,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--out', default='runs/pitcher_scaling')
     parser.add_argument('overrides', nargs='*', help='key=value passed to every run')
     args = parser.parse_args(argv)
-    for path in (*[part.strip() for part in args.extra.split(',') if part.strip()], args.judge):
+    for path in (*cache_list(args.extra), args.judge):
         if not (ROOT / path).is_dir() and not Path(path).is_dir():
             parser.error(f'{path}: no such cache (see docs/training.md, "More pitchers")')
     out = Path(args.out)

@@ -46,7 +46,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
-from training.config import ConfigError, load_config, parse_overrides, save_config, TrainConfig
+from training.config import (
+    cache_list, ConfigError, load_config, parse_overrides, save_config, TrainConfig)
 from training.dataset import augment_batch, ClipCollate, ClipDataset
 from training.evaluate import decide, evaluate_on_cache, summarize_logits, trial_clip_logits
 from training.joint_augment import JointAugmentConfig
@@ -401,8 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     # extra_train_pitchers of them over the caches in order (0: all).
     extra_parts = []
     remaining = cfg.extra_train_pitchers or None
-    for number, folder in enumerate(f for f in cfg.extra_train_data.split(',') if f.strip()):
-        folder = folder.strip()
+    for number, folder in enumerate(cache_list(cfg.extra_train_data)):
         if not Path(folder).is_dir():
             raise ConfigError(
                 f'extra_train_data {folder}: no such cache; make it with '
