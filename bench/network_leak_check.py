@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pitch_predictor.data.cache import TrialCache
+from pitch_predictor.data.cache import open_array_for_writing, TrialCache
 from pitch_predictor.kinect import NUM_BLOCKS, WINDOW
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +82,8 @@ def build_pre_motion_cache(source: TrialCache, out_dir: Path, window: int = WIND
             shutil.rmtree(path)
     tmp.mkdir(parents=True)
     n = len(source)
-    frames = np.lib.format.open_memmap(tmp / 'frames.npy', mode='w+', dtype=np.uint8,
-                                       shape=(n, window, *source.frames.shape[2:]))
+    frames = open_array_for_writing(tmp / 'frames.npy', np.uint8,
+                                    (n, window, *source.frames.shape[2:]))
     joints = np.zeros((n, window, *source.joints.shape[2:]), np.float32)
     for trial, idx in enumerate(positions):
         frames[trial] = source.frames[trial, idx]

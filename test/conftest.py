@@ -42,3 +42,18 @@ def tiny_cache(tmp_path_factory) -> Path:
     build_cache(planned_trials(small_config(trials_per_block=4, seed=3, width=213, height=120)),
                 out, fast_preprocess(), workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope='session')
+def torchvision_alexnet_file(tmp_path_factory) -> Path:
+    """
+    Return a file holding a torchvision AlexNet state dict (random, seed 0: no download).
+
+    234 MB (the classifier is 94 % of it): written once per session, shared.
+    """
+    import torch
+    from torchvision.models import alexnet
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('alexnet') / 'alexnet.pt'
+    torch.save(alexnet(weights=None).state_dict(), path)
+    return path

@@ -341,3 +341,46 @@ def test_cli_cache_generates_or_reads_a_layout(tmp_path, capsys):
     assert read.meta['source']['kind'] == 'layout'
     np.testing.assert_array_equal(read.frames, generated.frames)
     np.testing.assert_array_equal(read.start, generated.start)
+
+
+def _private_tmpfs_works() -> bool:
+    """Whether ``unshare`` can mount a private tmpfs here (user and mount namespaces)."""
+    import shutil
+    import subprocess
+    if shutil.which('unshare') is None:
+        return False
+    probe = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+                            'mount -t tmpfs -o size=1m tmpfs /mnt'], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _private_tmpfs_works(),
+                    reason='needs unshare and unprivileged user + mount namespaces')
+def test_a_full_disk_stops_the_cache_with_a_message_not_a_bus_error(tmp_path):
+    # A real 8 MB filesystem (a tmpfs private to the child's mount namespace): the
+    # frames of 36 trials need 140 MB. A memory map onto a sparse file would die of
+    # SIGBUS mid-build; the cache must refuse at once, say why and leave nothing behind.
+    import subprocess
+    import sys
+    mount = tmp_path / 'small'
+    mount.mkdir()
+    command = (f'mount -t tmpfs -o size=8m tmpfs {mount} && '
+               f'{sys.executable} -m pitch_predictor.sim.cli cache --generate '
+               f'--participants 1 --trials 4 --workers 1 --out {mount}/cache; '
+               f'status=$?; ls -A {mount}; exit $status')
+    done = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c',
+                           command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert 'no room on the disk for 0.14 GB' in done.stderr
+    assert 'Traceback' not in done.stderr and 'Bus error' not in done.stderr
+    assert done.stdout.strip() == ''  # no cache.partial folder, no cache
+
+
+def test_cache_arrays_are_written_to_reserved_blocks(tmp_path):
+    from pitch_predictor.data.cache import open_array_for_writing
+    array = open_array_for_writing(tmp_path / 'a.npy', np.uint8, (4, 1024, 1024))
+    array[:] = 7
+    del array
+    stat = (tmp_path / 'a.npy').stat()
+    assert stat.st_blocks * 512 >= stat.st_size  # not sparse: no SIGBUS on a full disk
+    assert (np.load(tmp_path / 'a.npy', mmap_mode='r') == 7).all()

@@ -31,7 +31,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from pitch_predictor.data.cache import TrialCache
+from pitch_predictor.data.cache import open_array_for_writing, TrialCache
 from pitch_predictor.models.checkpoint import (
     build_model_from_checkpoint, CheckpointError, load_checkpoint, save_checkpoint)
 from pitch_predictor.models.decision import checkpoint_temperature
@@ -92,8 +92,7 @@ def write_pose_cache(model, preprocess, source: Path, out: Path, batch: int = 90
         target = out / item.name
         if item.name != 'joints.npy' and not target.exists():
             os.symlink(item.resolve(), target)
-    joints = np.lib.format.open_memmap(out / 'joints.tmp.npy', mode='w+', dtype=np.float32,
-                                       shape=tuple(cache.joints.shape))
+    joints = open_array_for_writing(out / 'joints.tmp.npy', np.float32, cache.joints.shape)
     frames_per_trial = cache.frames.shape[1]
     for i in tqdm(range(len(cache)), desc='poses',
                   disable=None if progress else True):

@@ -58,6 +58,32 @@ class CacheError(RuntimeError):
     """A cache folder is missing, incomplete or inconsistent (the message names the file)."""
 
 
+def open_array_for_writing(path: Union[str, Path], dtype, shape: Tuple[int, ...]) -> np.ndarray:
+    """
+    Create the ``.npy`` file ``path`` of ``shape`` and return it memory-mapped for writing.
+
+    Its disk blocks are reserved first (``posix_fallocate``): a memory map onto a sparse
+    file kills the process with SIGBUS ("Bus error", no traceback) when the disk fills up
+    mid-write; a full disk here raises ``CacheError`` naming the space needed and free,
+    before any work. The file is removed when there is no room.
+    """
+    path = Path(path)
+    np.lib.format.open_memmap(path, mode='w+', dtype=dtype, shape=tuple(shape)).flush()
+    size = path.stat().st_size  # header and data: a sparse file so far
+    allocate = getattr(os, 'posix_fallocate', None)  # not on macOS or Windows
+    if allocate is not None:
+        try:
+            with open(path, 'r+b') as handle:
+                allocate(handle.fileno(), 0, size)
+        except OSError as err:
+            path.unlink(missing_ok=True)
+            free = shutil.disk_usage(path.parent).free
+            raise CacheError(f'{path}: no room on the disk for {size / 1e9:.2f} GB '
+                             f'({free / 1e9:.2f} GB free under {path.parent}): '
+                             f'{err.strerror}; free some space or write elsewhere') from err
+    return np.load(path, mmap_mode='r+')
+
+
 class TrialCache:
     """A cache folder opened read-only and memory-mapped (see the module doc)."""
 
@@ -226,8 +252,12 @@ def build_cache(trials: Iterable[CacheTrial], out_dir: Union[str, Path], preproc
              t.intended_block) for t in trials]
     n = len(rows)
     size = preprocess.stored_size
-    frames = np.lib.format.open_memmap(tmp / 'frames.npy', mode='w+', dtype=np.uint8,
-                                       shape=(n, FRAMES_PER_TRIAL, size, size, 3))
+    try:
+        frames = open_array_for_writing(tmp / 'frames.npy', np.uint8,
+                                        (n, FRAMES_PER_TRIAL, size, size, 3))
+    except CacheError:
+        shutil.rmtree(tmp)
+        raise
     joints = np.zeros((n, FRAMES_PER_TRIAL, NUM_JOINTS, 3), np.float32)
     true_start = np.full(n, -1, np.int64)
     start = np.zeros(n, np.int64)

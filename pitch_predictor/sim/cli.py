@@ -118,8 +118,8 @@ def resized_preprocess(preprocess, stored_size: int):
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """Build a memory-mapped training cache from a layout or straight from the generator."""
-    from pitch_predictor.data.cache import build_cache
-    from pitch_predictor.data.layout import layout_source, scan_dataset
+    from pitch_predictor.data.cache import build_cache, CacheError
+    from pitch_predictor.data.layout import DatasetError, layout_source, scan_dataset
     from pitch_predictor.models.preprocessing import (
         CameraIntrinsics, fast_preprocess, paper_preprocess)
     from pitch_predictor.sim.generator import config_dict, planned_trials
@@ -147,10 +147,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         cfg = _sim_config(args)
         trials = planned_trials(cfg, misses=args.miss)
         source = {'kind': 'generator', 'pitchsim': config_dict(cfg)}
-    else:
-        trials, source = scan_dataset(args.source), layout_source(args.source)
-    cache = build_cache(trials, out, preprocess, source=source, workers=args.workers,
-                        intrinsics=intrinsics)
+    try:
+        if not args.generate:
+            trials, source = scan_dataset(args.source), layout_source(args.source)
+        cache = build_cache(trials, out, preprocess, source=source, workers=args.workers,
+                            intrinsics=intrinsics)
+    except (CacheError, DatasetError) as err:  # a full disk, a broken layout: no traceback
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     found = cache.start_found.mean() if len(cache) else 0.0
     summary = {'trials': len(cache), 'folder': str(out), 'seconds': round(time.time() - t0, 1),
                'megabytes': round(_dir_size(out) / 1e6), 'start_found': float(found),
