@@ -95,6 +95,8 @@ def test_resume_continues_and_refuses_another_run(tiny_cache, trained_run, tmp_p
     assert resumed['epochs_run'] == 2
     # Epoch 1 was loaded from state.pt, not trained again (its timing is the old one).
     assert resumed['history'][0] == first
+    # The resume state is written beside and renamed: no half-written file is left.
+    assert not (trained_run / 'state.pt.tmp').exists()
     with pytest.raises(ConfigError, match='different run'):
         run_train(tiny_cache, trained_run, 'epochs=3', 'sampling=5')
 

@@ -546,7 +546,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                         'best_score': list(best_score) if best_score else None,
                         'best_model': best_weights,
                         'pose_probe': None if probe is None else probe.state_dict()},
-                       state_path)
+                       state_path.with_name(state_path.name + '.tmp'))
+            # Renamed once whole: a full disk or a kill mid-write leaves the last good state.
+            os.replace(state_path.with_name(state_path.name + '.tmp'), state_path)
             plot_curves(history, run_dir / 'curves.png', title=cfg.name)
         if ddp.enabled:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
