@@ -73,6 +73,7 @@ class ReplayStats:
 
     messages_published: int = 0
     frames_published: int = 0
+    skeletons_published: int = 0
     wall_time_s: float = 0.0
     recorded_duration_s: float = 0.0
     matching_wait_s: float = 0.0
@@ -218,11 +219,22 @@ def _header_stamp_ns(msg) -> Optional[int]:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def _frames_counted(diagnostics: dict) -> int:
+def _counted(diagnostics: dict, key: str) -> int:
     try:
-        return int(diagnostics.get('frames_received', -1))
+        return int(diagnostics.get(key, -1))
     except ValueError:
         return -1
+
+
+def _saw_everything(diagnostics: dict, stats: ReplayStats) -> bool:
+    """
+    Tell whether a node status has counted every frame and skeleton published.
+
+    Both: the last frame is paired (``frames_paired``) only once its skeleton is in, so a
+    status sent between the two would be one pair short.
+    """
+    return (_counted(diagnostics, 'frames_received') >= stats.frames_published
+            and _counted(diagnostics, 'skeletons_received') >= stats.skeletons_published)
 
 
 def _wait_quietly(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -328,6 +340,8 @@ def replay_recording(messages: Iterable, topics: dict, *, rate: Optional[float] 
                         stats.frames_published += 1
                         if not frame_stamps or header_ns > frame_stamps[-1]:
                             frame_stamps.append(header_ns)
+                    else:
+                        stats.skeletons_published += 1
         bar.close()
         if wall0 is not None:
             stats.wall_time_s = time.perf_counter() - wall0
@@ -343,10 +357,10 @@ def replay_recording(messages: Iterable, topics: dict, *, rate: Optional[float] 
             if not collector.changed.wait(drain_timeout_s):
                 break
         # The node's counters arrive once per diagnostics period: wait (briefly) for the
-        # status that has seen every frame, so frames lost on the way show up as such.
+        # status that has seen every frame and skeleton, so messages lost on the way show
+        # up as such.
         if collector.diagnostics:
-            _wait_quietly(
-                lambda: _frames_counted(collector.diagnostics) >= stats.frames_published, 3.0)
+            _wait_quietly(lambda: _saw_everything(collector.diagnostics, stats), 3.0)
         predictions = collector.finals(publish_times, frame_stamps)
         stats.finals_received = len(predictions)
         stats.early_received = collector.early_count()
