@@ -35,6 +35,7 @@ project inside their trial's box (the throw must stay inside).
 """
 
 from dataclasses import asdict
+import errno
 import json
 import multiprocessing
 import os
@@ -58,6 +59,9 @@ class CacheError(RuntimeError):
     """A cache folder is missing, incomplete or inconsistent (the message names the file)."""
 
 
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
+
+
 def open_array_for_writing(path: Union[str, Path], dtype, shape: Tuple[int, ...]) -> np.ndarray:
     """
     Create the ``.npy`` file ``path`` of ``shape`` and return it memory-mapped for writing.
@@ -76,6 +80,8 @@ def open_array_for_writing(path: Union[str, Path], dtype, shape: Tuple[int, ...]
             with open(path, 'r+b') as handle:
                 allocate(handle.fileno(), 0, size)
         except OSError as err:
+            if err.errno not in _NO_ROOM:  # e.g. a filesystem that cannot reserve: as before
+                return np.load(path, mmap_mode='r+')
             path.unlink(missing_ok=True)
             free = shutil.disk_usage(path.parent).free
             raise CacheError(f'{path}: no room on the disk for {size / 1e9:.2f} GB '
