@@ -288,6 +288,9 @@ class PredictorNode(Node):
             'sampling_method': core.sampling_method,
             'inference_backend': core.backend,
             'qos_incompatible': incompatible,
+            # The current pitcher's row offsets (top/bottom; 0/0: none), see docs/node.md.
+            'pitcher_row_offset': f"{self.values['pitcher_row_offset_top']:g}/"
+                                  f"{self.values['pitcher_row_offset_bottom']:g}",
         }
         if core.takes_joints:
             values['windows_skipped_no_skeleton'] = skipped

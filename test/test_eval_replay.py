@@ -88,13 +88,13 @@ def _frames_in(bag) -> int:
     return sum(1 for _ in read_recording(bag, topics=[RGB_TOPIC]))
 
 
-def _dds_equals_offline(bag, checkpoint, out_dir):
+def _dds_equals_offline(bag, checkpoint, out_dir, params=()):
     """Run offline and over DDS; assert identical predictions; return both results."""
     from pitch_predictor.evaluation.offline import run_offline
     from pitch_predictor.evaluation.run import EvalOptions, evaluate, predictions_agree
 
     offline, offline_stats = run_offline(bag, checkpoint,
-                                         node_params_overrides=['device:=cpu'],
+                                         node_params_overrides=['device:=cpu', *params],
                                          progress=False)
     truths = read_ground_truth(bag)
     assert len(truths) == TRIALS
@@ -105,7 +105,7 @@ def _dds_equals_offline(bag, checkpoint, out_dir):
     # this test is about identical processing, not about keeping up in real time.
     result = evaluate(EvalOptions(bag=bag, mode='dds', model=checkpoint, rate=1.0,
                                   out_dir=out_dir,
-                                  node_params=['device:=cpu', 'qos_depth:=1000'],
+                                  node_params=['device:=cpu', 'qos_depth:=1000', *params],
                                   drain_timeout_s=10.0, progress=False))
     problem = predictions_agree(offline, result.predictions, atol=1e-5)
     assert problem is None, problem
@@ -147,6 +147,26 @@ def test_models_reading_joints_give_identical_predictions_offline_and_over_dds(
     for key in ('windows_skipped_no_skeleton', 'decisions_with_filled_skeleton',
                 'frames_paired', 'predictions'):
         assert int(diagnostics[key]) == counters.get(key, 0), key
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_pitchers_row_offsets_give_identical_predictions_offline_and_over_dds(
+        recording, joints_checkpoint):
+    from pitch_predictor.evaluation.offline import run_offline
+    from pitch_predictor.models.decision import apply_row_offset, row_offset_vector
+    bag, _, folder = recording
+    params = ['pitcher_row_offset_top:=2.0', 'pitcher_row_offset_bottom:=-3.0']
+    _, result = _dds_equals_offline(bag, joints_checkpoint, folder / 'dds_row_offset', params)
+    # The node applied them: each prediction is the plain one, reweighed by row.
+    plain, _ = run_offline(bag, joints_checkpoint, node_params_overrides=['device:=cpu'],
+                           progress=False)
+    assert len(result.predictions) == len(plain) > 0
+    offsets = row_offset_vector(2.0, -3.0)
+    for shifted, base in zip(result.predictions, plain):
+        assert shifted.start_stamp_ns == base.start_stamp_ns
+        np.testing.assert_allclose(shifted.probabilities,
+                                   apply_row_offset(base.probabilities, offsets), atol=1e-5)
 
 
 @pytest.mark.ros

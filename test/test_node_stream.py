@@ -191,6 +191,16 @@ def test_parameters_are_checked_at_run_time(node, peer):
     assert not results[0].successful
     results = peer.set_parameters('pitch_predictor', {'early_every_frames': 10})
     assert results[0].successful, results[0].reason
+    # A new pitcher's row offsets are set while the node runs, and reset for the next.
+    results = peer.set_parameters('pitch_predictor', {'pitcher_row_offset_top': 30.0})
+    assert not results[0].successful and 'pitcher_row_offset_top' in results[0].reason
+    for top, bottom, shown in ((1.5, -1.75, '1.5/-1.75'), (0.0, 0.0, '0/0')):
+        results = peer.set_parameters('pitch_predictor', {'pitcher_row_offset_top': top,
+                                                          'pitcher_row_offset_bottom': bottom})
+        assert all(r.successful for r in results), [r.reason for r in results]
+        assert peer.spin_until(
+            lambda shown=shown: peer.diagnostics.get('pitcher_row_offset') == shown, 5,
+            node), peer.diagnostics.get('pitcher_row_offset')
     assert peer.spin_until(lambda: node.alive(), 1)
 
 

@@ -69,6 +69,33 @@ def test_final_prediction_matches_plain_pipeline(bi_core, trial):
     assert final.fraction_seen == 1.0 and final.decision_latency_s > 0
 
 
+def test_the_pitchers_row_offsets_reweigh_every_decision(fwd_core, trial):
+    from pitch_predictor.models.decision import apply_row_offset, row_offset_vector
+    frames, joints = trial
+    fwd_core.reset('test')
+    plain = _feed(fwd_core, frames, joints)
+    fwd_core.update(row_offset_top=2.5, row_offset_bottom=-1.5)
+    try:
+        fwd_core.reset('test')
+        shifted = _feed(fwd_core, frames, joints)
+        with pytest.raises(CoreConfigError, match='row_offset_top'):
+            fwd_core.update(row_offset_top=float('nan'))
+        with pytest.raises(CoreConfigError, match='row_offset_bottom'):
+            fwd_core.update(row_offset_bottom=25.0)
+    finally:
+        fwd_core.update(row_offset_top=0.0, row_offset_bottom=0.0)
+    offsets = row_offset_vector(2.5, -1.5)
+    assert len(shifted) == len(plain) and any(p.early for p in plain)
+    for before, after in zip(plain, shifted):  # the early estimates and the final one
+        expected = apply_row_offset(before.probabilities, offsets)
+        np.testing.assert_allclose(after.probabilities, expected, atol=1e-9)
+        assert after.block == int(np.argmax(expected)) + 1
+        assert after.probabilities[:3].sum() > before.probabilities[:3].sum()  # top row up
+    fwd_core.reset('test')
+    again = _feed(fwd_core, frames, joints)  # back to 0: the plain probabilities
+    np.testing.assert_allclose(again[-1].probabilities, plain[-1].probabilities, atol=1e-9)
+
+
 def test_early_estimates_then_final(fwd_core, trial):
     frames, joints = trial
     fwd_core.reset('test')

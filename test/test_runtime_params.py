@@ -59,6 +59,8 @@ def test_overrides_and_file_layering(tmp_path):
     ('sampling_method', 8), ('sampling_method', 1.5), ('pair_tolerance_ms', -1.0),
     ('device', 'tpu'), ('device', 'cuda:x'), ('skeleton_type', 'joints'),
     ('early_estimates', 'yes'), ('qos_depth', 0), ('no_such_parameter', 1),
+    ('pitcher_row_offset_top', float('nan')), ('pitcher_row_offset_bottom', -20.5),
+    ('pitcher_row_offset_top', 'high'),
 ])
 def test_bad_values_are_refused(name, value):
     with pytest.raises(ParameterError):
@@ -68,6 +70,16 @@ def test_bad_values_are_refused(name, value):
 def test_good_values_pass():
     assert check_value('device', 'cuda:1') == 'cuda:1'
     assert check_value('pair_tolerance_ms', 5) == 5.0  # int accepted for a float
+    assert check_value('pitcher_row_offset_bottom', -2) == -2.0
+
+
+def test_the_row_offset_parameters_reach_the_core():
+    from pitch_predictor.runtime.node_params import core_config_from
+    config = core_config_from({'pitcher_row_offset_top': 1.25,
+                               'pitcher_row_offset_bottom': -0.5})
+    assert (config.row_offset_top, config.row_offset_bottom) == (1.25, -0.5)
+    defaults = core_config_from({})
+    assert (defaults.row_offset_top, defaults.row_offset_bottom) == (0.0, 0.0)
 
 
 def test_broken_params_file_names_the_file(tmp_path):

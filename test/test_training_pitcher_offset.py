@@ -78,3 +78,33 @@ def test_the_command_scores_the_shipped_model_on_a_pitcher_it_never_saw(
     with pytest.raises(SystemExit):  # 4 throws a block cannot keep 4 for calibration
         pitcher_offset.main(['--checkpoint', model, '--data',
                              str(tiny_cache), '--shots', '4'])
+
+
+def test_fit_prints_node_parameters_the_node_accepts(tiny_cache, tmp_path, capsys):
+    from pitch_predictor.runtime.node_params import check_value, parse_override
+    out = tmp_path / 'fit.json'
+    assert pitcher_offset.main(['--fit', '--data', str(tiny_cache), '--out', str(out)]) == 0
+    fitted = json.loads(out.read_text())
+    assert fitted['throws'] == 36 and fitted['blocks'] == list(range(1, 10))
+    assert fitted['checkpoint'].endswith('skeleton_gru_fast.pt')  # the node's default
+    assert fitted['accuracy_after_on_the_same_throws'] >= fitted['accuracy_before']
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()
+             if line.strip().startswith('pitcher_row_offset_')]
+    assert len(lines) == 2
+    for line in lines:
+        name, value = parse_override(line)
+        assert check_value(name, value) == fitted[name]
+    with pytest.raises(SystemExit):  # no such pitcher in the cache
+        pitcher_offset.main(['--fit', '--data', str(tiny_cache), '--participant', 'P9'])
+    with pytest.raises(SystemExit):  # --fit takes one weight
+        pitcher_offset.main(['--fit', '--data', str(tiny_cache), '--l2', '0,1'])
+
+
+def test_fit_needs_throws_at_more_than_one_block():
+    probs = np.full((3, 9), 1 / 9)
+    with pytest.raises(ValueError, match='several blocks'):
+        pitcher_offset.fit_pitcher(probs, np.array([4, 4, 4]), 0.0)
+    fitted = pitcher_offset.fit_pitcher(*one_row_low_pitcher(1), l2=0.0)
+    assert fitted['accuracy_before'] == pytest.approx(1 / 3)
+    assert fitted['accuracy_after_on_the_same_throws'] == 1.0
+    assert fitted['pitcher_row_offset_top'] > 1.0 > -1.0 > fitted['pitcher_row_offset_bottom']

@@ -1,15 +1,17 @@
 """
-Would a few labelled throws of a new pitcher fix the LOPO row bias? Measured offline.
+A per-pitcher row offset from a few labelled throws: measure it, and fit it for the node.
 
 The default's leave-one-participant-out errors are mostly one row off, in one direction
-per person (docs/training.md, "More pitchers"). The cheapest per-person correction: a
-log-probability offset per grid row (the middle row's fixed at 0), fitted on a new
-pitcher's first labelled throws and added to the model's log-probabilities of every
-later throw. This module measures what it would buy before anything is built: for each
-LOPO run, ``--draws`` times, ``--shots`` labelled throws per block are drawn from the
-held-out pitcher's 90, the offset is fitted on them (maximum likelihood with an L2 pull
-to 0 of weight ``--l2``, on a grid of 0.25) and both the plain and the corrected
-predictions are scored on the pitcher's remaining throws.
+per person (docs/training.md, "More pitchers"). The correction: a log-probability
+offset per grid row (the middle row's fixed at 0), fitted on a new pitcher's labelled
+throws by maximum likelihood with an L2 pull to 0 of weight ``--l2`` (on a grid of
+0.25, within +-6) and added to the decision of every later throw
+(``pitch_predictor.models.decision.apply_row_offset``, the node's
+``pitcher_row_offset_top`` and ``pitcher_row_offset_bottom`` parameters).
+
+Measure (``--runs`` or ``--checkpoint`` with ``--data``): for each pitcher, ``--draws``
+times, ``--shots`` labelled throws per block are drawn, the offset is fitted on them and
+the plain and corrected predictions are scored on the pitcher's other throws.
 
     .venv/bin/python -m training.pitcher_offset --runs runs/lopo_P1 ... runs/lopo_P6 \
         [--model model_recal.pt] [--shots 1,2] [--l2 0,0.5] [--draws 40] [--out J]
@@ -19,8 +21,14 @@ predictions are scored on the pitcher's remaining throws.
 
 ``--runs``: each LOPO run's model on its held-out pitcher. ``--checkpoint`` and
 ``--data``: one model on every pitcher of a cache it was not trained on (the seed-1
-pitchers: the set to choose ``--l2`` on). The folds' test pitchers are scored only to
-decide what to build; nothing here is shipped.
+pitchers: the set ``--l2`` was chosen on).
+
+Fit (``--fit``): the offset of one new person from all of their labelled throws in a
+cache (record them in the dataset layout, one or more throws at every block, then
+``pitch-sim cache --source <layout> --out <cache>``); prints the node parameters.
+
+    .venv/bin/python -m training.pitcher_offset --fit --data <cache> \
+        [--checkpoint <the node's model>] [--participant <name>]
 """
 
 import argparse
@@ -30,10 +38,11 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pitch_predictor.kinect import block_to_row_col, GRID_ROWS, NUM_BLOCKS
+from pitch_predictor.kinect import GRID_ROWS, NUM_BLOCKS
+from pitch_predictor.models.decision import apply_row_offset, ROW_OF_CLASS
 from training.lopo_report import fold_predictions
+from training.metrics import expected_calibration_error
 
-ROW_OF_CLASS = np.array([block_to_row_col(c + 1)[0] for c in range(NUM_BLOCKS)])
 MIDDLE_ROW = GRID_ROWS // 2
 OFFSET_GRID = np.arange(-6.0, 6.0 + 1e-9, 0.25)
 Fold = Tuple[str, np.ndarray, np.ndarray]  # (name, probabilities (N, 9), labels (N,))
@@ -63,11 +72,6 @@ def fit_row_offset(log_probs: np.ndarray, labels: np.ndarray, l2: float) -> np.n
     return offsets[int(objective.argmax())]
 
 
-def apply_row_offset(log_probs: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Return ``log_probs`` (N, 9) with the per-row ``offset`` (3,) added, renormalised."""
-    return log_softmax(log_probs + offset[ROW_OF_CLASS])
-
-
 def draw_shots(labels: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
     """Return indices of ``shots`` random throws at each block (the calibration throws)."""
     picked = []
@@ -84,18 +88,22 @@ def score_fold(probs: np.ndarray, labels: np.ndarray, shots: int, l2: float, dra
                rng: np.random.Generator) -> Dict[str, float]:
     """Return the plain and offset-corrected accuracy on the throws after calibration."""
     log_probs = np.log(np.clip(probs, 1e-12, None))
-    plain, corrected, moved = [], [], []
+    plain, corrected, moved, ece_plain, ece_corrected = [], [], [], [], []
     for _ in range(draws):
         calibration = draw_shots(labels, shots, rng)
         rest = np.setdiff1d(np.arange(len(labels)), calibration)
         offset = fit_row_offset(log_probs[calibration], labels[calibration], l2)
         plain.append(float((log_probs[rest].argmax(1) == labels[rest]).mean()))
-        adapted = apply_row_offset(log_probs[rest], offset)
+        adapted = apply_row_offset(probs[rest], offset)  # as the node applies it
         corrected.append(float((adapted.argmax(1) == labels[rest]).mean()))
         moved.append(float(np.abs(offset).max()))
+        ece_plain.append(expected_calibration_error(probs[rest], labels[rest]))
+        ece_corrected.append(expected_calibration_error(adapted, labels[rest]))
     return {'plain': float(np.mean(plain)), 'corrected': float(np.mean(corrected)),
             'corrected_sd_over_draws': float(np.std(corrected)),
             'mean_largest_offset': float(np.mean(moved)),
+            'ece_plain': float(np.mean(ece_plain)),
+            'ece_corrected': float(np.mean(ece_corrected)),
             'scored_throws': int(len(labels) - NUM_BLOCKS * shots)}
 
 
@@ -112,6 +120,9 @@ def offset_report(folds: Sequence[Fold], shots: Sequence[int],
                          'l2': weight, 'draws': draws, 'folds': per_fold,
                          'plain': float(np.mean([f['plain'] for f in per_fold])),
                          'corrected': float(np.mean([f['corrected'] for f in per_fold])),
+                         'ece_plain': float(np.mean([f['ece_plain'] for f in per_fold])),
+                         'ece_corrected': float(np.mean([f['ece_corrected']
+                                                         for f in per_fold])),
                          'worst_plain': float(min(f['plain'] for f in per_fold)),
                          'worst_corrected': float(min(f['corrected'] for f in per_fold))})
     return rows
@@ -136,8 +147,60 @@ def pitcher_predictions(checkpoint: Path, data: Path) -> List[Fold]:
             for i, name in enumerate(cache.participant_names)]
 
 
+def fit_pitcher(probs: np.ndarray, labels: np.ndarray, l2: float) -> Dict[str, Any]:
+    """Return the node parameters fitted on one pitcher's throws, and what they change."""
+    if len(set(labels.tolist())) < 2:
+        raise ValueError(f'{len(labels)} throws at {len(set(labels.tolist()))} block(s): '
+                         'throw at several blocks of more than one row to fit a row offset')
+    offset = fit_row_offset(np.log(np.clip(probs, 1e-12, None)), labels, l2)
+    corrected = apply_row_offset(probs, offset)
+    return {'pitcher_row_offset_top': float(offset[0]),
+            'pitcher_row_offset_bottom': float(offset[2]), 'l2': l2,
+            'throws': int(len(labels)), 'blocks': sorted({int(b) + 1 for b in labels}),
+            'accuracy_before': float((probs.argmax(1) == labels).mean()),
+            'accuracy_after_on_the_same_throws': float(
+                (corrected.argmax(1) == labels).mean())}
+
+
+def _fit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pitch_predictor.data.cache import CacheError
+    from pitch_predictor.models.checkpoint import CheckpointError
+    from pitch_predictor.shipped_model import default_model_path
+    l2 = [float(v) for v in args.l2.split(',') if v.strip()]
+    if len(l2) != 1 or l2[0] < 0:
+        parser.error('--fit takes one --l2 weight >= 0')
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
+    try:
+        pitchers = pitcher_predictions(checkpoint, Path(args.data))
+        names = [name for name, _, _ in pitchers]
+        if args.participant is not None:
+            pitchers = [p for p in pitchers if p[0] == args.participant]
+            if not pitchers:
+                raise ValueError(f'{args.data}: no pitcher {args.participant!r} (it holds '
+                                 f'{", ".join(names)})')
+        if len(pitchers) != 1:
+            raise ValueError(f'{args.data} holds {len(pitchers)} pitchers ({", ".join(names)})'
+                             ': name one with --participant (the offset is per person)')
+        name, probs, labels = pitchers[0]
+        fitted = fit_pitcher(probs, labels, l2[0])
+    except (ValueError, CacheError, CheckpointError) as exc:
+        parser.error(str(exc))
+    fitted.update(pitcher=name, checkpoint=str(checkpoint), data=args.data)
+    print(f"{name}: {fitted['throws']} throws at blocks {fitted['blocks']}; accuracy "
+          f"{100 * fitted['accuracy_before']:.1f} % before, "
+          f"{100 * fitted['accuracy_after_on_the_same_throws']:.1f} % after on the same "
+          'throws (in-sample: the LOPO figures in docs/training.md are the honest ones)')
+    print('node parameters (ros2 param set /pitch_predictor <name> <value>, or the launch '
+          'file):')
+    for key in ('pitcher_row_offset_top', 'pitcher_row_offset_bottom'):
+        print(f'  {key}:={fitted[key]:g}')
+    if args.out:
+        Path(args.out).write_text(json.dumps(fitted, indent=1))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: score the row offset on LOPO runs; print a table, optionally JSON."""
+    """Command line: measure the row offset, or fit one pitcher's (``--fit``)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--runs', nargs='+', help='LOPO run folders')
@@ -152,8 +215,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--draws', type=int, default=40,
                         help='random draws of the calibration throws per run')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--fit', action='store_true',
+                        help='fit one pitcher of --data and print the node parameters')
+    parser.add_argument('--participant', default=None,
+                        help='with --fit: the pitcher of --data to fit')
     parser.add_argument('--out', default=None, help='write the report as JSON here')
     args = parser.parse_args(argv)
+    if args.fit:
+        if args.runs or not args.data:
+            parser.error('--fit takes --data (and --checkpoint), not --runs')
+        try:
+            return _fit_command(args, parser)
+        except ValueError as exc:
+            parser.error(f'--l2: {exc}')
     try:
         shots = [int(v) for v in args.shots.split(',') if v.strip()]
         l2 = [float(v) for v in args.l2.split(',') if v.strip()]
@@ -177,12 +251,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, CacheError, CheckpointError) as exc:
         parser.error(str(exc))
     print('| calibration throws | L2 | plain % | with the row offset % | worst run: plain, '
-          'with offset % |')
-    print('|---|---|---|---|---|')
+          'with offset % | ECE (per pitcher): plain, with offset |')
+    print('|---|---|---|---|---|---|')
     for row in rows:
         print(f"| {row['calibration_throws']} ({row['shots_per_block']} per block) | "
               f"{row['l2']:g} | {100 * row['plain']:.1f} | {100 * row['corrected']:.1f} | "
-              f"{100 * row['worst_plain']:.1f}, {100 * row['worst_corrected']:.1f} |")
+              f"{100 * row['worst_plain']:.1f}, {100 * row['worst_corrected']:.1f} | "
+              f"{row['ece_plain']:.3f}, {row['ece_corrected']:.3f} |")
     if args.out:
         source = ({'runs': list(args.runs), 'model': args.model} if args.runs else
                   {'checkpoint': args.checkpoint, 'data': args.data})

@@ -10,7 +10,8 @@ steps :mod:`~pitch_predictor.runtime.pitch_window` (start detector, 40-frame win
 When a window is complete, the Table II test clips of the configured sampling method
 run through ``model.forward_encoded`` in one batch
 (:mod:`~pitch_predictor.runtime.inference`), and the prediction is the mean calibrated
-softmax over the clips (:mod:`pitch_predictor.models.decision`, the checkpoint's temperature).
+softmax over the clips (:mod:`pitch_predictor.models.decision`, the checkpoint's temperature),
+with the pitcher's row offsets when they are set (``row_offset_top`` / ``_bottom``).
 
 Two-stream models (``input_kind == 'rgb+joints'``) get the joints paired with each
 window frame beside its cached features; joints-only models (``'joints'``) get them as
@@ -37,7 +38,8 @@ import numpy as np
 from pitch_predictor.kinect import NUM_JOINTS, WINDOW
 from pitch_predictor.models.checkpoint import (
     build_model_from_checkpoint, Checkpoint, load_checkpoint, PathLike)
-from pitch_predictor.models.decision import checkpoint_temperature
+from pitch_predictor.models.decision import (
+    apply_row_offset, checkpoint_temperature, row_offset_vector)
 from pitch_predictor.models.device import select_device
 from pitch_predictor.models.preprocessing import PreprocessError, test_transform
 from pitch_predictor.models.sampling import test_clip_indices
@@ -169,6 +171,8 @@ class PredictorCore:
             raise CoreConfigError(f'sampling method {method}: {exc}') from None
         self.config = replace(config)
         self._clips = clips
+        offsets = row_offset_vector(config.row_offset_top, config.row_offset_bottom)
+        self._row_offsets = offsets if offsets.any() else None
         self._pairer.tolerance_ns = int(round(config.pair_tolerance_s * 1e9))
         self._pairer.max_pending_frames = config.max_pending_frames
         self._stamps.max_gap_s = config.max_gap_s
@@ -356,6 +360,7 @@ class PredictorCore:
             created_s=arrival_s,
             joints=joints,
             skeleton_filled_frames=due.skeleton_filled_frames,
+            row_offsets=self._row_offsets,
         )
 
     # --------------------------------------------------------------- decisions
@@ -367,6 +372,8 @@ class PredictorCore:
                 self.temperature)
         else:
             probabilities = self.clip_probabilities(job.features, job.clips, job.joints)
+        if job.row_offsets is not None:
+            probabilities = apply_row_offset(probabilities, job.row_offsets)
         latency = time.perf_counter() - job.created_s
         prediction = Prediction(
             block=int(np.argmax(probabilities)) + 1,

@@ -49,3 +49,4 @@ class DecisionJob:
     created_s: float = field(default_factory=time.perf_counter)
     joints: Any = None  # two-stream models: tensor (n, 25, 3), NaN rows = no skeleton
     skeleton_filled_frames: int = 0
+    row_offsets: Any = None  # (3,) the pitcher's row offsets when the job was made; None: 0

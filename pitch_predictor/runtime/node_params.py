@@ -107,6 +107,14 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               'forward-only models such as convgru1d_alexnet).'),
     ParamSpec('early_every_frames', 5,
               'An early estimate every this many frames of the window.', 1, 40),
+    ParamSpec('pitcher_row_offset_top', 0.0,
+              "The current pitcher's log-probability offset for the top row's blocks "
+              '(fitted on their labelled throws: python -m training.pitcher_offset --fit; '
+              'see docs/node.md, "A new pitcher"). 0: none. Set both back to 0 for the '
+              'next person.', -20.0, 20.0),
+    ParamSpec('pitcher_row_offset_bottom', 0.0,
+              "The same for the bottom row's blocks (the middle row's offset is 0).",
+              -20.0, 20.0),
     ParamSpec('publish_annotated_image', False,
               'Publish annotated_image: skeleton, detector phase and the 3x3 target '
               'grid shaded by the block probabilities.'),
@@ -227,6 +235,8 @@ def core_config_from(values: Mapping[str, Any]) -> CoreConfig:
         early_estimates=merged['early_estimates'],
         early_every_frames=merged['early_every_frames'],
         detector=detector,
+        row_offset_top=merged['pitcher_row_offset_top'],
+        row_offset_bottom=merged['pitcher_row_offset_bottom'],
     )
 
 

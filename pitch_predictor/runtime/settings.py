@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from pitch_predictor.kinect import WINDOW
+from pitch_predictor.models.decision import MAX_ROW_OFFSET
 from pitch_predictor.models.sampling import sampling_method as sampling_row
 from pitch_predictor.start_detector import StartDetectorConfig
 
@@ -37,6 +38,8 @@ class CoreConfig:
     a window (or the part of it an early estimate has seen) with a larger share of frames
     without their own skeleton (held or none) is not decided.
     ``detector``: the start detector's settings.
+    ``row_offset_top``/``row_offset_bottom``: the pitcher's row offsets
+    (:func:`pitch_predictor.models.decision.apply_row_offset`), 0 = none.
     """
 
     sampling_method: int = 0
@@ -48,6 +51,8 @@ class CoreConfig:
     early_every_frames: int = 5
     max_missing_skeleton_fraction: float = 0.5
     detector: StartDetectorConfig = field(default_factory=StartDetectorConfig)
+    row_offset_top: float = 0.0
+    row_offset_bottom: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`CoreConfigError` naming the first invalid setting."""
@@ -65,6 +70,10 @@ class CoreConfig:
              f'in 1..{WINDOW}'),
             ('max_missing_skeleton_fraction',
              0.0 <= self.max_missing_skeleton_fraction <= 1.0, 'in [0, 1]'),
+            ('row_offset_top', abs(self.row_offset_top) <= MAX_ROW_OFFSET,
+             f'in [-{MAX_ROW_OFFSET:g}, {MAX_ROW_OFFSET:g}]'),
+            ('row_offset_bottom', abs(self.row_offset_bottom) <= MAX_ROW_OFFSET,
+             f'in [-{MAX_ROW_OFFSET:g}, {MAX_ROW_OFFSET:g}]'),
         )
         for name, ok, expected in checks:
             if not ok:
