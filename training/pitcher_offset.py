@@ -190,8 +190,8 @@ def _fit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
           f"{100 * fitted['accuracy_before']:.1f} % before, "
           f"{100 * fitted['accuracy_after_on_the_same_throws']:.1f} % after on the same "
           'throws (in-sample: the LOPO figures in docs/training.md are the honest ones)')
-    print('node parameters (ros2 param set /pitch_predictor <name> <value>, or the launch '
-          'file):')
+    print('node parameters (ros2 param set /pitch_predictor <name> <value>, or in the '
+          'params_file given to the launch file):')
     for key in ('pitcher_row_offset_top', 'pitcher_row_offset_bottom'):
         print(f'  {key}:={fitted[key]:g}')
     if args.out:
