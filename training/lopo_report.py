@@ -48,12 +48,21 @@ def pool_folds(folds: Sequence[Tuple[str, np.ndarray, np.ndarray]]) -> Dict[str,
                        'calibrated_ece_band': calibrated_ece_band(probs)}}
 
 
-def fold_predictions(run: Path, model_file: str) -> Tuple[str, np.ndarray, np.ndarray]:
-    """Score one LOPO run's model on its held-out participant."""
-    from pitch_predictor.data.cache import TrialCache
+def checkpoint_probabilities(path: Path, cache: Any, trials: np.ndarray) -> np.ndarray:
+    """Return a checkpoint's probabilities (n, 9) for cached ``trials``, at its temperature."""
     from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
     from pitch_predictor.models.decision import checkpoint_temperature
     from training.evaluate import predict_trials
+    ckpt = load_checkpoint(path)
+    model = build_model_from_checkpoint(ckpt).eval()
+    probs = predict_trials(model, cache, trials, ckpt.sampling_method, ckpt.preprocess,
+                           torch.device('cpu'), temperature=checkpoint_temperature(ckpt.meta))
+    return probs.astype(np.float64)
+
+
+def fold_predictions(run: Path, model_file: str) -> Tuple[str, np.ndarray, np.ndarray]:
+    """Score one LOPO run's model on its held-out participant."""
+    from pitch_predictor.data.cache import TrialCache
     from training.splits import make_split
     metrics_path = run / 'metrics.json'
     if not metrics_path.is_file():
@@ -62,14 +71,11 @@ def fold_predictions(run: Path, model_file: str) -> Tuple[str, np.ndarray, np.nd
     split = str(metrics.get('split', ''))
     if not split.startswith('lopo:'):
         raise ValueError(f'{run}: split {split!r} is not a leave-one-participant-out fold')
-    ckpt = load_checkpoint(run / model_file)
-    model = build_model_from_checkpoint(ckpt).eval()
     cache = TrialCache(metrics['data'])
     trials = make_split(cache, split).test
-    probs = predict_trials(model, cache, trials, ckpt.sampling_method, ckpt.preprocess,
-                           torch.device('cpu'), temperature=checkpoint_temperature(ckpt.meta))
+    probs = checkpoint_probabilities(run / model_file, cache, trials)
     name = split.split(':', 1)[1].split('/')[0]
-    return name, probs.astype(np.float64), np.asarray(cache.labels)[trials]
+    return name, probs, np.asarray(cache.labels)[trials]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

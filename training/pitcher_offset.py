@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from pitch_predictor.kinect import GRID_ROWS, NUM_BLOCKS
 from pitch_predictor.models.decision import apply_row_offset, ROW_OF_CLASS
-from training.lopo_report import fold_predictions
+from training.lopo_report import checkpoint_probabilities, fold_predictions
 from training.metrics import expected_calibration_error
 
 MIDDLE_ROW = GRID_ROWS // 2
@@ -130,20 +130,12 @@ def offset_report(folds: Sequence[Fold], shots: Sequence[int],
 
 def pitcher_predictions(checkpoint: Path, data: Path) -> List[Fold]:
     """Return (pitcher, probabilities, labels) for every pitcher of the cache ``data``."""
-    import torch
     from pitch_predictor.data.cache import TrialCache
-    from pitch_predictor.models.checkpoint import build_model_from_checkpoint, load_checkpoint
-    from pitch_predictor.models.decision import checkpoint_temperature
-    from training.evaluate import predict_trials
-    ckpt = load_checkpoint(checkpoint)
-    model = build_model_from_checkpoint(ckpt).eval()
     cache = TrialCache(data)
-    everyone = np.arange(len(cache))
-    probs = predict_trials(model, cache, everyone, ckpt.sampling_method, ckpt.preprocess,
-                           torch.device('cpu'), temperature=checkpoint_temperature(ckpt.meta))
+    probs = checkpoint_probabilities(checkpoint, cache, np.arange(len(cache)))
     participants = np.asarray(cache.participants)
     labels = np.asarray(cache.labels)
-    return [(name, probs[participants == i].astype(np.float64), labels[participants == i])
+    return [(name, probs[participants == i], labels[participants == i])
             for i, name in enumerate(cache.participant_names)]
 
 
