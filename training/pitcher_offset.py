@@ -49,8 +49,8 @@ Fold = Tuple[str, np.ndarray, np.ndarray]  # (name, probabilities (N, 9), labels
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Return ``logits`` (N, 9) normalised over the last axis, in log space."""
-    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    """Return ``logits`` (..., 9) normalised over the last axis, in log space."""
+    return logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
 
 
 def fit_row_offset(log_probs: np.ndarray, labels: np.ndarray, l2: float) -> np.ndarray:
@@ -65,8 +65,7 @@ def fit_row_offset(log_probs: np.ndarray, labels: np.ndarray, l2: float) -> np.n
     a, b = np.meshgrid(OFFSET_GRID, OFFSET_GRID, indexing='ij')
     offsets = np.zeros((a.size, GRID_ROWS))
     offsets[:, others[0]], offsets[:, others[1]] = a.ravel(), b.ravel()
-    shifted = log_probs[None] + offsets[:, None, ROW_OF_CLASS]  # (G, N, 9)
-    shifted -= np.logaddexp.reduce(shifted, axis=2, keepdims=True)
+    shifted = log_softmax(log_probs[None] + offsets[:, None, ROW_OF_CLASS])  # (G, N, 9)
     picked = shifted[:, np.arange(len(labels)), labels].sum(1)
     objective = picked - l2 * (offsets ** 2).sum(1)
     return offsets[int(objective.argmax())]
@@ -154,13 +153,10 @@ def fit_pitcher(probs: np.ndarray, labels: np.ndarray, l2: float) -> Dict[str, A
                 (corrected.argmax(1) == labels).mean())}
 
 
-def _fit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _fit_command(args: argparse.Namespace, l2: float, parser: argparse.ArgumentParser) -> int:
     from pitch_predictor.data.cache import CacheError
     from pitch_predictor.models.checkpoint import CheckpointError
     from pitch_predictor.shipped_model import default_model_path
-    l2 = [float(v) for v in args.l2.split(',') if v.strip()]
-    if len(l2) != 1 or l2[0] < 0:
-        parser.error('--fit takes one --l2 weight >= 0')
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path()
     try:
         pitchers = pitcher_predictions(checkpoint, Path(args.data))
@@ -174,7 +170,7 @@ def _fit_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             raise ValueError(f'{args.data} holds {len(pitchers)} pitchers ({", ".join(names)})'
                              ': name one with --participant (the offset is per person)')
         name, probs, labels = pitchers[0]
-        fitted = fit_pitcher(probs, labels, l2[0])
+        fitted = fit_pitcher(probs, labels, l2)
     except (ValueError, CacheError, CheckpointError) as exc:
         parser.error(str(exc))
     fitted.update(pitcher=name, checkpoint=str(checkpoint), data=args.data)
@@ -213,13 +209,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='with --fit: the pitcher of --data to fit')
     parser.add_argument('--out', default=None, help='write the report as JSON here')
     args = parser.parse_args(argv)
-    if args.fit:
-        if args.runs or not args.data:
-            parser.error('--fit takes --data (and --checkpoint), not --runs')
-        try:
-            return _fit_command(args, parser)
-        except ValueError as exc:
-            parser.error(f'--l2: {exc}')
     try:
         shots = [int(v) for v in args.shots.split(',') if v.strip()]
         l2 = [float(v) for v in args.l2.split(',') if v.strip()]
@@ -227,6 +216,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f'--shots wants integers and --l2 numbers: {exc}')
     if not shots or min(shots) < 1 or not l2 or min(l2) < 0 or args.draws < 1:
         parser.error('--shots >= 1, --l2 >= 0 and --draws >= 1')
+    if args.fit:
+        if args.runs or not args.data:
+            parser.error('--fit takes --data (and --checkpoint), not --runs')
+        if len(l2) != 1:
+            parser.error('--fit takes one --l2 weight')
+        return _fit_command(args, l2[0], parser)
     if bool(args.runs) == bool(args.checkpoint) or bool(args.checkpoint) != bool(args.data):
         parser.error('give either --runs, or --checkpoint with --data')
     import torch

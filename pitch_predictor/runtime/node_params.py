@@ -13,6 +13,7 @@ import re
 from typing import (
     Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union)
 
+from pitch_predictor.models.decision import MAX_ROW_OFFSET
 from pitch_predictor.runtime.settings import CoreConfig
 from pitch_predictor.start_detector import StartDetectorConfig
 from pitch_predictor.topics import COMPRESSED_SUFFIX, IMAGE_TOPIC, SKELETON_TOPIC
@@ -111,10 +112,10 @@ NODE_PARAMETERS: Tuple[ParamSpec, ...] = (
               "The current pitcher's log-probability offset for the top row's blocks "
               '(fitted on their labelled throws: python -m training.pitcher_offset --fit; '
               'see docs/node.md, "A new pitcher"). 0: none. Set both back to 0 for the '
-              'next person.', -20.0, 20.0),
+              'next person.', -MAX_ROW_OFFSET, MAX_ROW_OFFSET),
     ParamSpec('pitcher_row_offset_bottom', 0.0,
               "The same for the bottom row's blocks (the middle row's offset is 0).",
-              -20.0, 20.0),
+              -MAX_ROW_OFFSET, MAX_ROW_OFFSET),
     ParamSpec('publish_annotated_image', False,
               'Publish annotated_image: skeleton, detector phase and the 3x3 target '
               'grid shaded by the block probabilities.'),
